@@ -1,0 +1,79 @@
+"""Every error the API returns is JSON with a message a person can act on; never a 500 for input."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+
+from workflow_engine.api.middleware import BodyTooLarge
+from workflow_engine.errors import Conflict, InvalidDefinition, NotFound, WorkflowEngineError
+
+log = logging.getLogger(__name__)
+
+
+def error_body(message: str, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"detail": message}
+    if errors:
+        body["errors"] = errors
+    return body
+
+
+def describe(errors: list[Any]) -> tuple[str, list[dict[str, Any]]]:
+    """pydantic errors -> one readable line and a list of {loc, message}."""
+    items = []
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
+        message = err.get("msg", "invalid")
+        if err.get("type") == "extra_forbidden":
+            message = "unknown field"
+        items.append({"loc": ".".join(loc), "message": message})
+    summary = "; ".join(f"{i['loc']}: {i['message']}" if i["loc"] else i["message"] for i in items)
+    return summary or "invalid request", items
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            detail = errors[0].get("ctx", {}).get("error", "")
+            return JSONResponse(
+                error_body(f"request body is not valid JSON: {detail}".rstrip(": ")),
+                status_code=400,
+            )
+        summary, items = describe(errors)
+        return JSONResponse(error_body(summary, items), status_code=422)
+
+    @app.exception_handler(ValidationError)
+    async def _pydantic(_: Request, exc: ValidationError) -> JSONResponse:
+        summary, items = describe(list(exc.errors()))
+        return JSONResponse(error_body(summary, items), status_code=422)
+
+    @app.exception_handler(WorkflowEngineError)
+    async def _engine(_: Request, exc: WorkflowEngineError) -> JSONResponse:
+        status = 500
+        if isinstance(exc, NotFound):
+            status = 404
+        elif isinstance(exc, Conflict):
+            status = 409
+        elif isinstance(exc, InvalidDefinition):
+            status = 422
+        if status == 500:
+            log.error("unexpected engine error: %s", exc)
+        return JSONResponse(error_body(exc.message), status_code=status)
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(request: Request, _: BodyTooLarge) -> JSONResponse:
+        limit = request.app.state.max_body_bytes
+        return JSONResponse(error_body(f"request body is larger than {limit} bytes"), 413)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))

@@ -1,0 +1,78 @@
+"""ASGI middleware: token check, body size cap and content type, before any route runs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from workflow_engine.api.auth import token_matches
+
+OPEN_PATHS = ("/api/health",)
+
+
+async def _reply(
+    send: Send, status: int, message: str, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    body = json.dumps({"detail": message}).encode()
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()), *headers],
+    })
+    await send({"type": "http.response.body", "body": body})
+
+
+class ApiGuard:
+    """For `/api/*` requests: require the bearer token, cap the body, require JSON bodies."""
+
+    def __init__(self, app: ASGIApp, *, token: str | None, max_body_bytes: int) -> None:
+        self.app = app
+        self.token = token
+        self.max_body = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        path = scope["path"]
+        if self.token and path not in OPEN_PATHS and not path.startswith("/api/socket"):
+            if not token_matches(self.token, headers.get("authorization")):
+                await _reply(send, 401, "missing or invalid API token: send the header "
+                             "'Authorization: Bearer <token>'",
+                             [(b"www-authenticate", b"Bearer")])
+                return
+        if scope["method"] in ("POST", "PUT", "PATCH"):
+            length = headers.get("content-length")
+            if length and length.isdigit() and int(length) > self.max_body:
+                await _reply(send, 413, f"request body is larger than {self.max_body} bytes")
+                return
+            content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+            if (length not in (None, "0")) and content_type and content_type != "application/json" \
+                    and not content_type.endswith("+json"):
+                await _reply(send, 415, f"unsupported content type {content_type!r}: send "
+                             "application/json")
+                return
+            receive = self._capped(receive, send)
+        await self.app(scope, receive, send)
+
+    def _capped(self, receive: Receive, send: Send) -> Receive:
+        seen = 0
+        limit = self.max_body
+
+        async def capped() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge()
+            return message
+
+        return capped
+
+
+class BodyTooLarge(Exception):
+    """Raised while reading a streamed body that went over the cap; the app answers 413."""

@@ -1,0 +1,71 @@
+"""Executions: list, detail with steps and logs, cancel, re-run."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from workflow_engine.api import serialize
+from workflow_engine.api.deps import EngineDep, parse_cursor
+from workflow_engine.domain.status import ExecutionStatus
+from workflow_engine.errors import NotFound
+from workflow_engine.storage import executions as ex_store
+from workflow_engine.storage import workflows as wf_store
+from workflow_engine.storage.pagination import Cursor
+
+router = APIRouter(prefix="/api", tags=["executions"])
+
+
+@router.get("/executions")
+async def list_executions(
+    engine: EngineDep,
+    workflowId: str | None = None,
+    status: ExecutionStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+) -> Any:
+    """Newest first, paged by `nextCursor`."""
+    async with engine.db.read() as conn:
+        workflow_id = None
+        if workflowId:
+            try:
+                workflow_id = (await wf_store.get_workflow(conn, workflowId))["id"]
+            except NotFound:
+                return {"executions": [], "nextCursor": None}
+        rows = await ex_store.list_executions(
+            conn,
+            workflow_id=workflow_id,
+            status=status.value if status else None,
+            limit=limit,
+            cursor=parse_cursor(cursor),
+        )
+    next_cursor = Cursor.after_row(rows[-1]).encode() if len(rows) == limit else None
+    return {"executions": [serialize.execution(r) for r in rows], "nextCursor": next_cursor}
+
+
+@router.get("/executions/{execution_id}")
+async def get_execution(engine: EngineDep, execution_id: str) -> Any:
+    async with engine.db.read() as conn:
+        row = await ex_store.get_execution(conn, execution_id)
+        steps = await ex_store.list_steps(conn, execution_id)
+        logs = await ex_store.list_logs(conn, execution_id)
+    return {
+        **serialize.execution(row),
+        "steps": [serialize.step(s) for s in steps],
+        "logs": [serialize.log(entry) for entry in logs],
+    }
+
+
+@router.post("/executions/{execution_id}/cancel", status_code=202)
+async def cancel_execution(engine: EngineDep, execution_id: str) -> Any:
+    """Pending: cancelled at once. Running: its worker stops it (the status follows)."""
+    status = await engine.service.cancel(execution_id)
+    return {"executionId": execution_id, "status": status}
+
+
+@router.post("/executions/{execution_id}/rerun", status_code=202)
+async def rerun_execution(engine: EngineDep, execution_id: str) -> Any:
+    """A new execution that carries over the completed steps and starts at the failed one."""
+    new_id = await engine.service.rerun(execution_id)
+    return {"executionId": new_id, "status": ExecutionStatus.PENDING.value, "rerunOf": execution_id}

@@ -1,0 +1,100 @@
+"""Rows to the API's camelCase JSON."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import RowMapping
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def workflow(row: RowMapping, *, version: RowMapping | None = None,
+             triggers: list[RowMapping] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": row["id"],
+        "name": row["name"],
+        "description": row["description"],
+        "activeVersionId": row["active_version_id"],
+        "createdAt": iso(row["created_at"]),
+        "updatedAt": iso(row["updated_at"]),
+        "archivedAt": iso(row["archived_at"]),
+    }
+    if version is not None:
+        body["version"] = version["version"]
+        body["definition"] = version["definition"]
+    if triggers is not None:
+        body["triggers"] = [trigger(t) for t in triggers]
+    return body
+
+
+def version(row: RowMapping) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "workflowId": row["workflow_id"],
+        "version": row["version"],
+        "definition": row["definition"],
+        "createdAt": iso(row["created_at"]),
+    }
+
+
+def trigger(row: RowMapping) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "workflowId": row["workflow_id"],
+        "type": row["type"],
+        "enabled": row["enabled"],
+        **row["config"],
+        "createdAt": iso(row["created_at"]),
+        "updatedAt": iso(row["updated_at"]),
+    }
+
+
+def execution(row: RowMapping) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "workflowId": row["workflow_id"],
+        "workflowVersionId": row["workflow_version_id"],
+        "triggerId": row["trigger_id"],
+        "status": row["status"],
+        "input": row["input"],
+        "output": row["output"],
+        "error": row["error"],
+        "startedAt": iso(row["started_at"]),
+        "completedAt": iso(row["completed_at"]),
+        "durationMs": row["duration_ms"],
+        "retryCount": row["retry_count"],
+        "createdAt": iso(row["created_at"]),
+        "rerunOfId": row["rerun_of_id"],
+        "cancelRequestedAt": iso(row["cancel_requested_at"]),
+    }
+
+
+def step(row: RowMapping) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "stepId": row["step_id"],
+        "stepKey": row["step_key"],
+        "position": row["position"],
+        "status": row["status"],
+        "input": row["input"],
+        "output": row["output"],
+        "error": row["error"],
+        "startedAt": iso(row["started_at"]),
+        "completedAt": iso(row["completed_at"]),
+        "durationMs": row["duration_ms"],
+        "retryCount": row["retry_count"],
+    }
+
+
+def log(row: RowMapping) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "level": row["level"],
+        "message": row["message"],
+        "metadata": row["metadata"],
+        "timestamp": iso(row["timestamp"]),
+    }

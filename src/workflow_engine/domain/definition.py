@@ -1,0 +1,126 @@
+"""The workflow document (DESIGN.md section 4): pydantic models, unknown fields rejected."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+MAX_STEPS = 200
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class StepDefinition(_Strict):
+    key: str = Field(pattern=KEY_PATTERN, description="Unique in the workflow; `steps.<key>`")
+    name: str | None = Field(default=None, max_length=200)
+    type: str = Field(min_length=1, max_length=64)
+    if_: str | bool | None = Field(default=None, alias="if")
+    config: dict[str, Any] = Field(default_factory=dict)
+    retryMaxAttempts: int | None = Field(default=None, ge=1, le=100)
+    retryBackoffMs: int | None = Field(default=None, ge=0, le=3_600_000)
+    timeoutMs: int | None = Field(default=None, ge=1, le=86_400_000)
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.key
+
+
+class ScheduleTrigger(_Strict):
+    type: Literal["schedule"]
+    cron: str
+    timezone: str = "UTC"
+    enabled: bool = True
+    input: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        validate_cron(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_tz(cls, value: str) -> str:
+        validate_timezone(value)
+        return value
+
+
+class ManualTrigger(_Strict):
+    type: Literal["manual"]
+    enabled: bool = True
+
+
+class WebhookTrigger(_Strict):
+    type: Literal["webhook"]
+    enabled: bool = True
+
+
+TriggerDefinition = Annotated[
+    ScheduleTrigger | ManualTrigger | WebhookTrigger, Field(discriminator="type")
+]
+
+
+class WorkflowDefinition(_Strict):
+    """A whole workflow document; saving one creates a new immutable version."""
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=10_000)
+    retryMaxAttempts: int = Field(default=3, ge=1, le=100)
+    retryBackoffMs: int = Field(default=1000, ge=0, le=3_600_000)
+    timeoutMs: int | None = Field(default=None, ge=1, le=86_400_000)
+    rateLimitMaxConcurrent: int | None = Field(default=None, ge=1)
+    rateLimitPerMinute: int | None = Field(default=None, ge=1)
+    steps: list[StepDefinition] = Field(min_length=1, max_length=MAX_STEPS)
+    triggers: list[TriggerDefinition] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("name must not be blank")
+        if re.fullmatch(r"[0-9a-fA-F-]{36}", value):
+            raise ValueError("name must not look like an id")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_keys(self) -> WorkflowDefinition:
+        seen: set[str] = set()
+        for step in self.steps:
+            if step.key in seen:
+                raise ValueError(f"step key {step.key!r} is used twice; keys must be unique")
+            seen.add(step.key)
+        return self
+
+    def document(self) -> dict[str, Any]:
+        """The definition as stored in `workflow_versions.definition`."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def validate_cron(expression: str) -> None:
+    """Raise ValueError unless `expression` is a 5-field cron expression."""
+    if len(expression.split()) != 5 or not croniter.is_valid(expression):
+        raise ValueError(f"invalid cron expression {expression!r} (expected 5 fields)")
+
+
+def validate_timezone(name: str) -> ZoneInfo:
+    """Return the zone, or raise ValueError naming the bad timezone."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown timezone {name!r}") from exc
+
+
+def next_fire_time(cron: str, timezone: str, after: datetime) -> datetime:
+    """The first slot of `cron` (read in `timezone`) strictly after `after` (aware)."""
+    zone = validate_timezone(timezone)
+    local = after.astimezone(zone)
+    result: datetime = croniter(cron, local).get_next(datetime)
+    return result

@@ -1,0 +1,63 @@
+"""Re-queues what the database says is unfinished, so a lost job or a dead worker loses nothing.
+
+- `pending` executions not touched for a while get their dispatch job again (a no-op when held);
+- `running` executions whose lease expired get an execution job (the claim takes them over).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from workflow_engine.queue.base import JobQueue
+from workflow_engine.storage import executions as ex_store
+from workflow_engine.storage.db import Database
+
+log = logging.getLogger(__name__)
+BATCH = 500
+
+
+class Reconciler:
+    def __init__(
+        self,
+        db: Database,
+        dispatch_queue: JobQueue,
+        execution_queue: JobQueue,
+        *,
+        interval_ms: int,
+    ) -> None:
+        self.db = db
+        self.dispatch_queue = dispatch_queue
+        self.execution_queue = execution_queue
+        self.interval_ms = interval_ms
+
+    async def run_once(self, *, pending_grace_ms: int | None = None) -> int:
+        """One pass; returns how many jobs were queued anew."""
+        grace = self.interval_ms * 2 if pending_grace_ms is None else pending_grace_ms
+        older_than = ex_store.now() - timedelta(milliseconds=grace)
+        async with self.db.read() as conn:
+            pending = await ex_store.stale_pending_ids(conn, older_than=older_than, limit=BATCH)
+            expired = await ex_store.expired_running_ids(conn, limit=BATCH)
+        queued = 0
+        for execution_id in pending:
+            queued += await self.dispatch_queue.add(execution_id)
+        if pending:
+            async with self.db.write() as conn:
+                for execution_id in pending:
+                    await ex_store.touch(conn, execution_id)
+        for execution_id in expired:
+            queued += await self.execution_queue.add(execution_id)
+        if queued:
+            log.info("reconciler queued %d unfinished execution(s) again", queued)
+        return queued
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reconciler pass failed; will try again")
+            await asyncio.sleep(self.interval_ms / 1000)

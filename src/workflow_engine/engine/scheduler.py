@@ -1,0 +1,82 @@
+"""In-process cron for schedule triggers (embedded mode).
+
+Each slot starts at most one execution, even across restarts: the execution's idempotency key is
+`schedule:{triggerId}:{slot}`. Slots missed while the engine was down are not made up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Any
+
+from workflow_engine.domain.definition import next_fire_time
+from workflow_engine.engine.service import EngineService
+from workflow_engine.storage import executions as ex_store
+from workflow_engine.storage import workflows as wf_store
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    def __init__(self, service: EngineService, *, tick_s: float = 0.5) -> None:
+        self.service = service
+        self.tick_s = tick_s
+        self._next: dict[str, tuple[datetime, dict[str, Any]]] = {}
+        self._reload = asyncio.Event()
+        self._reload.set()
+
+    def changed(self) -> None:
+        """Triggers were added, changed or removed: read them again."""
+        self._reload.set()
+
+    async def _load(self) -> None:
+        async with self.service.db.read() as conn:
+            rows = await wf_store.enabled_schedules(conn)
+        now = ex_store.now()
+        fresh: dict[str, tuple[datetime, dict[str, Any]]] = {}
+        for row in rows:
+            config = row["config"]
+            known = self._next.get(row["id"])
+            if known and known[1] == {**config, "workflow_id": row["workflow_id"]}:
+                fresh[row["id"]] = known
+                continue
+            slot = next_fire_time(config["cron"], config.get("timezone", "UTC"), now)
+            fresh[row["id"]] = (slot, {**config, "workflow_id": row["workflow_id"]})
+        self._next = fresh
+
+    async def fire_due(self) -> int:
+        """Start an execution for every slot that has come; returns how many."""
+        if self._reload.is_set():
+            self._reload.clear()
+            await self._load()
+        now = ex_store.now()
+        fired = 0
+        for trigger_id, (slot, config) in list(self._next.items()):
+            if slot > now:
+                continue
+            key = f"schedule:{trigger_id}:{slot.isoformat()}"
+            try:
+                await self.service.execute(
+                    config["workflow_id"],
+                    config.get("input") or {},
+                    idempotency_key=key,
+                    trigger_id=trigger_id,
+                )
+                fired += 1
+            except Exception:
+                log.exception("schedule trigger %s could not start its execution", trigger_id)
+            following = next_fire_time(config["cron"], config.get("timezone", "UTC"), now)
+            self._next[trigger_id] = (following, config)
+        return fired
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.fire_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("scheduler tick failed")
+            await asyncio.sleep(self.tick_s)

@@ -1,0 +1,214 @@
+"""What the API and the CLI ask of the engine: save workflows, start, cancel and re-run executions.
+
+Mode-agnostic: it is handed the database, the queues and the cancel signals by `bootstrap`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from workflow_engine.domain.definition import TriggerDefinition, WorkflowDefinition
+from workflow_engine.domain.status import RERUNNABLE, ExecutionStatus, StepStatus
+from workflow_engine.engine.cancel import CancelSignals
+from workflow_engine.errors import Conflict, InvalidDefinition
+from workflow_engine.queue.base import JobQueue
+from workflow_engine.steps.registry import StepRegistry
+from workflow_engine.storage import executions as ex_store
+from workflow_engine.storage import workflows as wf_store
+from workflow_engine.storage.db import Database
+
+TriggersChanged = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Started:
+    execution_id: str
+    status: str
+    created: bool
+    """False when an `Idempotency-Key` matched an execution started before."""
+
+
+class EngineService:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        registry: StepRegistry,
+        dispatch_queue: JobQueue,
+        cancels: CancelSignals,
+        on_triggers_changed: TriggersChanged | None = None,
+    ) -> None:
+        self.db = db
+        self.registry = registry
+        self.dispatch_queue = dispatch_queue
+        self.cancels = cancels
+        self._on_triggers_changed = on_triggers_changed
+
+    # --- workflows ------------------------------------------------------------------------------
+
+    def check_definition(self, definition: WorkflowDefinition) -> None:
+        """Checks that need the engine (known step types); raises InvalidDefinition."""
+        for step in definition.steps:
+            if self.registry.get(step.type) is None:
+                known = ", ".join(self.registry.names())
+                raise InvalidDefinition(
+                    f"step {step.key!r}: unknown step type {step.type!r} (known: {known})"
+                )
+
+    async def create_workflow(self, definition: WorkflowDefinition) -> str:
+        self.check_definition(definition)
+        async with self.db.write() as conn:
+            workflow_id = await wf_store.create_workflow(conn, definition)
+        await self._triggers_changed(definition.triggers)
+        return workflow_id
+
+    async def update_workflow(self, id_or_name: str, definition: WorkflowDefinition) -> str:
+        """Save a new version; executions already started stay on theirs."""
+        self.check_definition(definition)
+        async with self.db.write() as conn:
+            row = await wf_store.get_workflow(conn, id_or_name)
+            if row["archived_at"] is not None:
+                raise Conflict("the workflow is archived")
+            await wf_store.add_version(conn, row["id"], definition)
+            if definition.triggers is not None:
+                await wf_store.replace_triggers(conn, row["id"], definition.triggers)
+        await self._triggers_changed(definition.triggers)
+        return str(row["id"])
+
+    async def apply_workflow(self, definition: WorkflowDefinition) -> tuple[str, bool]:
+        """Create the workflow named in the document, or save a new version if it changed.
+
+        Returns (workflow id, whether anything was written).
+        """
+        self.check_definition(definition)
+        async with self.db.read() as conn:
+            try:
+                row = await wf_store.get_workflow(conn, definition.name)
+            except Exception:
+                row = None
+            current = (
+                await wf_store.get_version(conn, version_id=row["active_version_id"])
+                if row is not None and row["active_version_id"]
+                else None
+            )
+        if row is None:
+            return await self.create_workflow(definition), True
+        if current is not None and current["definition"] == definition.document():
+            return str(row["id"]), False
+        return await self.update_workflow(str(row["id"]), definition), True
+
+    async def archive_workflow(self, id_or_name: str) -> str:
+        async with self.db.write() as conn:
+            row = await wf_store.get_workflow(conn, id_or_name)
+            await wf_store.archive_workflow(conn, row["id"])
+        await self._triggers_changed([])
+        return str(row["id"])
+
+    async def add_trigger(self, id_or_name: str, definition: TriggerDefinition) -> str:
+        async with self.db.write() as conn:
+            row = await wf_store.get_workflow(conn, id_or_name)
+            if row["archived_at"] is not None:
+                raise Conflict("the workflow is archived")
+            trigger_id = await wf_store.create_trigger(conn, row["id"], definition)
+        await self._triggers_changed([definition])
+        return trigger_id
+
+    async def update_trigger(self, trigger_id: str, definition: TriggerDefinition) -> None:
+        async with self.db.write() as conn:
+            current = await wf_store.get_trigger(conn, trigger_id)
+            if current["type"] != definition.type:
+                raise Conflict("a trigger's type cannot change; delete it and add a new one")
+            await wf_store.update_trigger(conn, trigger_id, definition)
+        await self._triggers_changed([definition])
+
+    async def delete_trigger(self, trigger_id: str) -> None:
+        async with self.db.write() as conn:
+            await wf_store.get_trigger(conn, trigger_id)
+            await wf_store.delete_trigger(conn, trigger_id)
+        await self._triggers_changed([])
+
+    async def _triggers_changed(self, triggers: list[TriggerDefinition] | None) -> None:
+        if self._on_triggers_changed is not None and triggers is not None:
+            await self._on_triggers_changed()
+
+    # --- executions -----------------------------------------------------------------------------
+
+    async def execute(
+        self,
+        id_or_name: str,
+        input: Any,
+        *,
+        idempotency_key: str | None = None,
+        trigger_id: str | None = None,
+    ) -> Started:
+        """Insert a `pending` execution of the active version and queue its dispatch job."""
+        async with self.db.write() as conn:
+            workflow = await wf_store.get_workflow(conn, id_or_name)
+            if workflow["archived_at"] is not None:
+                raise Conflict("the workflow is archived; it cannot be executed")
+            if idempotency_key:
+                existing = await ex_store.find_by_idempotency_key(
+                    conn, workflow["id"], idempotency_key
+                )
+                if existing is not None:
+                    return Started(existing["id"], existing["status"], created=False)
+            new = ex_store.NewExecution(
+                workflow_id=workflow["id"],
+                workflow_version_id=workflow["active_version_id"],
+                input=input,
+                trigger_id=trigger_id,
+                idempotency_key=idempotency_key,
+            )
+            try:
+                async with conn.begin_nested():
+                    execution_id = await ex_store.insert_execution(conn, new)
+            except IntegrityError:
+                # The same key raced in from another request: answer with that execution.
+                existing = await ex_store.find_by_idempotency_key(
+                    conn, workflow["id"], idempotency_key or ""
+                )
+                if existing is None:
+                    raise
+                return Started(existing["id"], existing["status"], created=False)
+        # After the commit: if this enqueue is lost, the reconciler finds the pending row.
+        await self.dispatch_queue.add(execution_id)
+        return Started(execution_id, ExecutionStatus.PENDING.value, created=True)
+
+    async def cancel(self, execution_id: str) -> str:
+        async with self.db.write() as conn:
+            status = await ex_store.request_cancel(conn, execution_id)
+        if status == ExecutionStatus.RUNNING:
+            await self.cancels.request(execution_id)
+        return status
+
+    async def rerun(self, execution_id: str) -> str:
+        """A new execution of the same version and input, starting at the failed step: the steps
+        completed before it are carried over, not run again."""
+        async with self.db.write() as conn:
+            source = await ex_store.get_execution(conn, execution_id)
+            if source["status"] not in RERUNNABLE:
+                raise Conflict(
+                    f"only failed or cancelled executions can be re-run (this one is "
+                    f"{source['status']})"
+                )
+            steps = await ex_store.list_steps(conn, execution_id)
+            carried: list[str] = []
+            for step in steps:
+                if step["status"] not in (StepStatus.COMPLETED, StepStatus.SKIPPED):
+                    break
+                carried.append(step["step_key"])
+            new = ex_store.NewExecution(
+                workflow_id=source["workflow_id"],
+                workflow_version_id=source["workflow_version_id"],
+                input=source["input"],
+                trigger_id=source["trigger_id"],
+                rerun_of_id=source["id"],
+            )
+            new_id = await ex_store.insert_execution(conn, new)
+            await ex_store.copy_completed_steps(conn, execution_id, new_id, carried)
+        await self.dispatch_queue.add(new_id)
+        return new_id

@@ -1,0 +1,46 @@
+"""Workflow versions are immutable, so workers keep the ones they run in memory."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from workflow_engine.domain.definition import WorkflowDefinition
+from workflow_engine.storage import workflows as wf_store
+from workflow_engine.storage.db import Database
+
+
+@dataclass(frozen=True)
+class LoadedVersion:
+    id: str
+    workflow_id: str
+    number: int
+    definition: WorkflowDefinition
+    step_ids: dict[str, str]
+
+
+class VersionCache:
+    def __init__(self, db: Database, size: int = 512) -> None:
+        self._db = db
+        self._size = size
+        self._items: OrderedDict[str, LoadedVersion] = OrderedDict()
+
+    async def get(self, version_id: str) -> LoadedVersion:
+        cached = self._items.get(version_id)
+        if cached is not None:
+            self._items.move_to_end(version_id)
+            return cached
+        async with self._db.read() as conn:
+            row = await wf_store.get_version(conn, version_id=version_id)
+            step_ids = await wf_store.version_step_ids(conn, version_id)
+        loaded = LoadedVersion(
+            id=row["id"],
+            workflow_id=row["workflow_id"],
+            number=row["version"],
+            definition=WorkflowDefinition.model_validate(row["definition"]),
+            step_ids=step_ids,
+        )
+        self._items[version_id] = loaded
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+        return loaded

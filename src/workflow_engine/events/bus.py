@@ -1,0 +1,90 @@
+"""Execution events (DESIGN.md section 7): the publisher interface and the in-process bus."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPES = frozenset(
+    {
+        "started",
+        "step_started",
+        "step_completed",
+        "step_failed",
+        "step_retrying",
+        "completed",
+        "failed",
+        "cancelled",
+        "log",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    execution_id: str
+    workflow_id: str
+    seq: int
+    data: dict[str, Any] = field(default_factory=dict)
+    timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def payload(self) -> dict[str, Any]:
+        """The JSON sent to clients: the event's fields plus the common ones."""
+        return {
+            **self.data,
+            "executionId": self.execution_id,
+            "workflowId": self.workflow_id,
+            "timestamp": self.timestamp.isoformat().replace("+00:00", "Z"),
+            "seq": self.seq,
+        }
+
+
+Subscriber = Callable[[Event], Awaitable[None]]
+
+
+class EventBus(ABC):
+    @abstractmethod
+    async def publish(self, event: Event) -> None:
+        """Deliver to every subscriber; never raises (events are best effort, the DB is the truth)."""
+
+
+class LocalEventBus(EventBus):
+    """In-process fan-out to async subscribers."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[Subscriber] = []
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        self._subscribers.append(subscriber)
+        return lambda: self._subscribers.remove(subscriber)
+
+    async def publish(self, event: Event) -> None:
+        for subscriber in list(self._subscribers):
+            try:
+                await subscriber(event)
+            except Exception:
+                log.exception("event subscriber failed on %s", event.type)
+
+
+class EventRecorder:
+    """Collects events in memory (tests, CLI): `await recorder.wait_for(pred)`."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._changed = asyncio.Condition()
+
+    async def __call__(self, event: Event) -> None:
+        async with self._changed:
+            self.events.append(event)
+            self._changed.notify_all()
+
+    def of(self, execution_id: str) -> list[Event]:
+        return [e for e in self.events if e.execution_id == execution_id]

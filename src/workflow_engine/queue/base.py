@@ -1,0 +1,78 @@
+"""The job queue interface (DESIGN.md section 6), implemented in-process and on BullMQ."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+DISPATCH_QUEUE = "workflow-dispatch"
+EXECUTION_QUEUE = "workflow-execution"
+
+
+@dataclass(frozen=True)
+class QueueOptions:
+    """How a queue retries a job whose handler raised (not counting `Delay`)."""
+
+    attempts: int
+    backoff_ms: int = 0
+    """Exponential: the wait after failed attempt n is backoff_ms * 2^(n-1)."""
+
+
+DISPATCH_OPTIONS = QueueOptions(attempts=3, backoff_ms=2000)
+EXECUTION_OPTIONS = QueueOptions(attempts=1)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    queue: str
+    data: dict[str, Any] = field(default_factory=dict)
+    attempt: int = 1
+    """1 on the first try; a job re-delayed by `Delay` keeps its attempt number."""
+
+
+Handler = Callable[[Job], Awaitable[None]]
+
+
+class JobQueue(ABC):
+    """One named queue. Job ids are unique among the jobs it holds: adding an id that is waiting,
+    delayed or active is a no-op. Finished jobs are removed (trimmed) at once, so the same id can
+    be queued again later."""
+
+    def __init__(self, name: str, options: QueueOptions) -> None:
+        self.name = name
+        self.options = options
+
+    @abstractmethod
+    async def add(
+        self, job_id: str, data: dict[str, Any] | None = None, *, delay_ms: int = 0
+    ) -> bool:
+        """Queue a job; False when a job with this id is already held."""
+
+    @abstractmethod
+    async def counts(self) -> dict[str, int]:
+        """Job counts by state: waiting, active, delayed, completed, failed."""
+
+    @abstractmethod
+    async def start_worker(self, handler: Handler, *, concurrency: int) -> None:
+        """Start consuming jobs with up to `concurrency` handlers at once.
+
+        A handler that returns completes the job; one that raises `errors.Delay` puts the job back
+        for `delay_ms` without spending an attempt; any other exception spends an attempt and the
+        job is retried after the queue's backoff, or dropped as failed after its last attempt.
+        """
+
+    @abstractmethod
+    async def stop_worker(self, *, grace_s: float) -> None:
+        """Take no new jobs; wait up to `grace_s` for running handlers, then cancel the rest
+        (their jobs go back to waiting, to be picked up again)."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections. The worker must be stopped first."""
+
+
+def backoff_ms(options: QueueOptions, failed_attempt: int) -> int:
+    return options.backoff_ms * 2 ** (failed_attempt - 1)

@@ -1,0 +1,142 @@
+"""In-process job queue for the embedded mode: the JobQueue contract on asyncio.
+
+Jobs live in memory only; the database is the system of record, and on start the reconciler
+queues again whatever the database says is unfinished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from workflow_engine.errors import Delay
+from workflow_engine.queue.base import Handler, Job, JobQueue, QueueOptions, backoff_ms
+
+log = logging.getLogger(__name__)
+
+
+class LocalQueue(JobQueue):
+    def __init__(self, name: str, options: QueueOptions) -> None:
+        super().__init__(name, options)
+        self._waiting: deque[Job] = deque()
+        self._delayed: list[tuple[float, int, Job]] = []
+        self._held: set[str] = set()
+        self._active: dict[str, asyncio.Task[None]] = {}
+        self._completed = 0
+        self._failed = 0
+        self._seq = 0
+        self._wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    async def add(
+        self, job_id: str, data: dict[str, Any] | None = None, *, delay_ms: int = 0
+    ) -> bool:
+        if job_id in self._held:
+            return False
+        self._held.add(job_id)
+        self._enqueue(Job(id=job_id, queue=self.name, data=dict(data or {})), delay_ms)
+        return True
+
+    def _enqueue(self, job: Job, delay_ms: int) -> None:
+        if delay_ms > 0:
+            self._seq += 1
+            heapq.heappush(self._delayed, (time.monotonic() + delay_ms / 1000, self._seq, job))
+        else:
+            self._waiting.append(job)
+        self._wakeup.set()
+
+    async def counts(self) -> dict[str, int]:
+        return {
+            "waiting": len(self._waiting),
+            "active": len(self._active),
+            "delayed": len(self._delayed),
+            "completed": self._completed,
+            "failed": self._failed,
+        }
+
+    async def start_worker(self, handler: Handler, *, concurrency: int) -> None:
+        self._stopping = False
+        self._tasks = [
+            asyncio.create_task(self._consume(handler), name=f"{self.name}-worker-{n}")
+            for n in range(concurrency)
+        ]
+
+    def _promote_due(self) -> float | None:
+        """Move due delayed jobs to waiting; return seconds until the next one, if any."""
+        now = time.monotonic()
+        while self._delayed and self._delayed[0][0] <= now:
+            self._waiting.append(heapq.heappop(self._delayed)[2])
+        return self._delayed[0][0] - now if self._delayed else None
+
+    async def _next_job(self) -> Job | None:
+        while not self._stopping:
+            wait = self._promote_due()
+            if self._waiting:
+                return self._waiting.popleft()
+            self._wakeup.clear()
+            try:
+                async with asyncio.timeout(wait):
+                    await self._wakeup.wait()
+            except TimeoutError:
+                pass
+        return None
+
+    async def _consume(self, handler: Handler) -> None:
+        while (job := await self._next_job()) is not None:
+            task = asyncio.create_task(handler(job))
+            self._active[job.id] = task
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                # Stopped with the job unfinished: hand it back.
+                task.cancel()
+                self._active.pop(job.id, None)
+                self._waiting.appendleft(job)
+                raise
+            except Delay as delay:
+                self._active.pop(job.id, None)
+                self._enqueue(job, delay.delay_ms)
+                continue
+            except Exception as exc:
+                self._active.pop(job.id, None)
+                if job.attempt < self.options.attempts:
+                    wait = backoff_ms(self.options, job.attempt)
+                    log.warning(
+                        "job %s on %s failed (%s); retry in %d ms", job.id, self.name, exc, wait
+                    )
+                    retry = Job(id=job.id, queue=job.queue, data=job.data, attempt=job.attempt + 1)
+                    self._enqueue(retry, wait)
+                else:
+                    log.error(
+                        "job %s on %s failed after %d attempts: %s",
+                        job.id,
+                        self.name,
+                        job.attempt,
+                        exc,
+                    )
+                    self._failed += 1
+                    self._held.discard(job.id)
+                continue
+            self._active.pop(job.id, None)
+            self._completed += 1
+            self._held.discard(job.id)
+
+    async def stop_worker(self, *, grace_s: float) -> None:
+        self._stopping = True
+        self._wakeup.set()
+        running = list(self._active.values())
+        if running:
+            await asyncio.wait(running, timeout=grace_s)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def close(self) -> None:
+        self._stopping = True
+        self._wakeup.set()

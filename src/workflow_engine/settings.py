@@ -1,0 +1,63 @@
+"""Engine settings, read once from the environment and `.env` at the edge and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing import Annotated
+
+DEFAULT_PORT = 3000
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every setting, with its default. `.env.example` documents each one."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        description="sqlite:///path or postgresql://user:pass@host:5432/db; default: SQLite in DATA_DIR",
+    )
+    redis_url: str | None = Field(default=None, description="Set to run distributed (BullMQ)")
+    data_dir: Path = Field(default=Path("data"), description="SQLite file and generated token")
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    api_token: str | None = None
+    auth_disabled: bool = Field(default=False, description="Only honoured on a loopback bind")
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    execution_concurrency: int = Field(default=5, ge=1, le=1000)
+    execution_timeout_ms: int = Field(default=300_000, ge=1)
+    lease_ms: int = Field(default=30_000, ge=500)
+    reconcile_interval_ms: int = Field(default=5_000, ge=100)
+    max_deliveries: int = Field(default=5, ge=1, description="Claims before an execution is failed")
+    shutdown_grace_ms: int = Field(default=30_000, ge=0)
+
+    http_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    http_timeout_ms: int = Field(default=30_000, ge=1)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    secrets_prefix: str = "WORKFLOW_SECRET_"
+
+    @field_validator("cors_origins", "http_allowlist", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The configured database URL, or the embedded SQLite file under DATA_DIR."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'workflow-engine.db'}"
+
+    @property
+    def token_file(self) -> Path:
+        return self.data_dir / "api-token"

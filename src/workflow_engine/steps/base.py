@@ -1,0 +1,56 @@
+"""The interface every step type implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict
+
+LogFn = Callable[[str, str, dict[str, Any] | None], Awaitable[None]]
+"""log(level, message, metadata): writes an execution_logs row and emits a `log` event."""
+
+
+class StepConfig(BaseModel):
+    """Base for a step type's config model: unknown fields are an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a step sees of the engine while it runs one attempt."""
+
+    execution_id: str
+    workflow_id: str
+    step_key: str
+    attempt: int
+    http: httpx.AsyncClient
+    log: LogFn
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable across attempts and redeliveries: `{executionId}:{stepKey}`."""
+        return f"{self.execution_id}:{self.step_key}"
+
+
+class StepType(ABC):
+    """A kind of step (`transform`, `http`, ...). Instances are stateless and shared."""
+
+    name: ClassVar[str]
+    config_model: ClassVar[type[StepConfig]]
+
+    def validate_config(self, config: dict[str, Any]) -> StepConfig:
+        """Validate a rendered config; raises pydantic.ValidationError."""
+        return self.config_model.model_validate(config)
+
+    @abstractmethod
+    async def run(self, config: Any, ctx: StepContext) -> Any:
+        """Run one attempt and return the step's output (JSON-serialisable).
+
+        Raise `StepError` (retryable) or `NonRetryableStepError`; any other exception counts as a
+        retryable failure with its message.
+        """

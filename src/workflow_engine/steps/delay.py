@@ -1,0 +1,23 @@
+"""`delay`: wait, then output `{"delayedMs": ms}`."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pydantic import Field
+
+from workflow_engine.steps.base import StepConfig, StepContext, StepType
+
+
+class DelayConfig(StepConfig):
+    ms: int = Field(ge=0, le=86_400_000)
+
+
+class DelayStep(StepType):
+    name = "delay"
+    config_model = DelayConfig
+
+    async def run(self, config: DelayConfig, ctx: StepContext) -> Any:
+        await asyncio.sleep(config.ms / 1000)
+        return {"delayedMs": config.ms}

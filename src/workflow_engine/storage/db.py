@@ -1,0 +1,109 @@
+"""Database connections: URL normalisation, SQLite pragmas, read and write transactions."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from workflow_engine.errors import ConfigurationError
+
+
+def async_url(raw: str) -> tuple[URL, dict[str, Any]]:
+    """Turn a user's URL (`postgresql://...?schema=public`, `sqlite:///file`) into an async one.
+
+    Returns the URL and the driver's connect arguments. Prisma-style `?schema=` becomes the
+    PostgreSQL search_path, so the seed's `.env` works unchanged.
+    """
+    try:
+        url = make_url(raw)
+    except Exception as exc:
+        raise ConfigurationError(f"DATABASE_URL is not a valid URL: {raw!r}") from exc
+    backend = url.get_backend_name()
+    connect_args: dict[str, Any] = {}
+    if backend in ("postgresql", "postgres"):
+        query = dict(url.query)
+        schema = query.pop("schema", None)
+        url = url.set(drivername="postgresql+asyncpg", query=query)
+        if schema:
+            connect_args["server_settings"] = {"search_path": str(schema)}
+        return url, connect_args
+    if backend == "sqlite":
+        url = url.set(drivername="sqlite+aiosqlite")
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        connect_args["timeout"] = 30
+        return url, connect_args
+    raise ConfigurationError(
+        f"unsupported database {backend!r} in DATABASE_URL: use postgresql:// or sqlite:///"
+    )
+
+
+class Database:
+    """An async engine plus the two kinds of transaction the engine uses.
+
+    On SQLite, write transactions start with BEGIN IMMEDIATE (a deferred transaction that later
+    writes can fail at once with SQLITE_BUSY instead of waiting) and are serialised in-process.
+    """
+
+    def __init__(self, raw_url: str, *, pool_size: int = 10) -> None:
+        url, connect_args = async_url(raw_url)
+        self.url = url
+        self.is_sqlite = url.get_backend_name() == "sqlite"
+        kwargs: dict[str, Any] = {"connect_args": connect_args}
+        if not self.is_sqlite:
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        if self.is_sqlite:
+            _install_sqlite_hooks(self.engine)
+
+    @property
+    def dialect(self) -> str:
+        return self.url.get_backend_name()
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock, self.engine.connect() as conn:
+            await conn.execution_options(sqlite_immediate=True)
+            async with conn.begin():
+                yield conn
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _install_sqlite_hooks(engine: AsyncEngine) -> None:
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
+        # Let SQLAlchemy, not the driver, decide when transactions begin (see the "begin" hook).
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        immediate = conn.get_execution_options().get("sqlite_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -1,0 +1,404 @@
+"""Queries on executions, their step rows and logs. Each function takes a connection.
+
+Writes made on behalf of a running execution are *fenced*: they first check that the caller still
+holds the execution's current fencing token (and renew its lease in the same statement), so a
+worker that lost its lease can write nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from workflow_engine.domain.status import ExecutionStatus, StepStatus
+from workflow_engine.errors import LeaseLost, NotFound
+from workflow_engine.ids import new_id
+from workflow_engine.storage.pagination import Cursor, keyset_before
+from workflow_engine.storage.tables import execution_logs, execution_steps, executions
+
+RUNNING = ExecutionStatus.RUNNING.value
+PENDING = ExecutionStatus.PENDING.value
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- creation and reads --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewExecution:
+    workflow_id: str
+    workflow_version_id: str
+    input: Any
+    trigger_id: str | None = None
+    idempotency_key: str | None = None
+    rerun_of_id: str | None = None
+
+
+async def insert_execution(conn: AsyncConnection, new: NewExecution) -> str:
+    """Insert a `pending` execution; raises IntegrityError on a repeated idempotency key."""
+    execution_id = new_id()
+    stamp = now()
+    await conn.execute(
+        executions.insert().values(
+            id=execution_id,
+            workflow_id=new.workflow_id,
+            workflow_version_id=new.workflow_version_id,
+            trigger_id=new.trigger_id,
+            status=PENDING,
+            input=new.input,
+            retry_count=0,
+            created_at=stamp,
+            updated_at=stamp,
+            idempotency_key=new.idempotency_key,
+            rerun_of_id=new.rerun_of_id,
+            fencing_token=0,
+        )
+    )
+    return execution_id
+
+
+async def find_by_idempotency_key(
+    conn: AsyncConnection, workflow_id: str, key: str
+) -> RowMapping | None:
+    query = select(executions).where(
+        executions.c.workflow_id == workflow_id, executions.c.idempotency_key == key
+    )
+    return (await conn.execute(query)).mappings().first()
+
+
+async def get_execution(conn: AsyncConnection, execution_id: str) -> RowMapping:
+    row = (
+        (await conn.execute(select(executions).where(executions.c.id == execution_id)))
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise NotFound(f"execution {execution_id!r} not found")
+    return row
+
+
+async def list_executions(
+    conn: AsyncConnection,
+    *,
+    workflow_id: str | None,
+    status: str | None,
+    limit: int,
+    cursor: Cursor | None,
+) -> list[RowMapping]:
+    query = select(executions)
+    if workflow_id:
+        query = query.where(executions.c.workflow_id == workflow_id)
+    if status:
+        query = query.where(executions.c.status == status)
+    if cursor:
+        query = query.where(keyset_before(executions.c.created_at, executions.c.id, cursor))
+    query = query.order_by(executions.c.created_at.desc(), executions.c.id.desc()).limit(limit)
+    return list((await conn.execute(query)).mappings())
+
+
+async def list_steps(conn: AsyncConnection, execution_id: str) -> list[RowMapping]:
+    query = (
+        select(execution_steps)
+        .where(execution_steps.c.execution_id == execution_id)
+        .order_by(execution_steps.c.position)
+    )
+    return list((await conn.execute(query)).mappings())
+
+
+async def list_logs(conn: AsyncConnection, execution_id: str) -> list[RowMapping]:
+    query = (
+        select(execution_logs)
+        .where(execution_logs.c.execution_id == execution_id)
+        .order_by(execution_logs.c.timestamp, execution_logs.c.id)
+    )
+    return list((await conn.execute(query)).mappings())
+
+
+# --- claiming and fencing ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    execution_id: str
+    token: int
+    first_start: bool
+
+
+async def claim(
+    conn: AsyncConnection, execution_id: str, *, owner: str, lease_ms: int
+) -> Claim | None:
+    """Take the execution: `pending`, or `running` with an expired lease. None if not claimable.
+
+    Bumping the fencing token makes every write of a previous owner fail.
+    """
+    stamp = now()
+    row = (
+        await conn.execute(
+            update(executions)
+            .where(
+                executions.c.id == execution_id,
+                executions.c.cancel_requested_at.is_(None),
+                (executions.c.status == PENDING)
+                | and_(executions.c.status == RUNNING, executions.c.lease_expires_at < stamp),
+            )
+            .values(
+                status=RUNNING,
+                fencing_token=executions.c.fencing_token + 1,
+                lease_owner=owner,
+                lease_expires_at=stamp + timedelta(milliseconds=lease_ms),
+                started_at=func.coalesce(executions.c.started_at, stamp),
+                updated_at=stamp,
+            )
+            .returning(executions.c.fencing_token)
+        )
+    ).first()
+    if row is None:
+        return None
+    token = int(row[0])
+    return Claim(execution_id, token, first_start=token == 1)
+
+
+async def fence(
+    conn: AsyncConnection, execution_id: str, token: int, *, lease_ms: int
+) -> datetime | None:
+    """Check ownership and renew the lease; returns `cancel_requested_at`. Raises LeaseLost."""
+    stamp = now()
+    row = (
+        await conn.execute(
+            update(executions)
+            .where(
+                executions.c.id == execution_id,
+                executions.c.fencing_token == token,
+                executions.c.status == RUNNING,
+            )
+            .values(lease_expires_at=stamp + timedelta(milliseconds=lease_ms), updated_at=stamp)
+            .returning(executions.c.cancel_requested_at)
+        )
+    ).first()
+    if row is None:
+        raise LeaseLost()
+    cancel_requested: datetime | None = row[0]
+    if cancel_requested is not None and cancel_requested.tzinfo is None:
+        cancel_requested = cancel_requested.replace(tzinfo=UTC)
+    return cancel_requested
+
+
+async def finish(
+    conn: AsyncConnection,
+    execution_id: str,
+    token: int,
+    *,
+    status: ExecutionStatus,
+    output: Any = None,
+    error: str | None = None,
+) -> datetime:
+    """Write the final status (fenced); returns completed_at."""
+    stamp = now()
+    started = await conn.scalar(
+        select(executions.c.started_at).where(executions.c.id == execution_id)
+    )
+    if started is not None and started.tzinfo is None:
+        started = started.replace(tzinfo=UTC)
+    duration = int((stamp - started).total_seconds() * 1000) if started else None
+    result = await conn.execute(
+        update(executions)
+        .where(
+            executions.c.id == execution_id,
+            executions.c.fencing_token == token,
+            executions.c.status == RUNNING,
+        )
+        .values(
+            status=status.value,
+            output=output,
+            error=error,
+            completed_at=stamp,
+            duration_ms=duration,
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=stamp,
+        )
+    )
+    if result.rowcount == 0:
+        raise LeaseLost()
+    return stamp
+
+
+async def add_retries(conn: AsyncConnection, execution_id: str, count: int) -> None:
+    await conn.execute(
+        update(executions)
+        .where(executions.c.id == execution_id)
+        .values(retry_count=executions.c.retry_count + count)
+    )
+
+
+async def fail_unclaimable(conn: AsyncConnection, execution_id: str, error: str) -> bool:
+    """Fail an execution outside any lease (e.g. its workflow vanished, or it kept crashing)."""
+    stamp = now()
+    result = await conn.execute(
+        update(executions)
+        .where(executions.c.id == execution_id, executions.c.status.in_([PENDING, RUNNING]))
+        .values(
+            status=ExecutionStatus.FAILED.value,
+            error=error,
+            completed_at=stamp,
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=stamp,
+        )
+    )
+    return bool(result.rowcount)
+
+
+# --- cancel --------------------------------------------------------------------------------------
+
+
+async def request_cancel(conn: AsyncConnection, execution_id: str) -> str:
+    """Cancel: a `pending` execution becomes `cancelled` at once; a `running` one is flagged for
+    its worker. Returns the status after the call."""
+    stamp = now()
+    await conn.execute(
+        update(executions)
+        .where(executions.c.id == execution_id, executions.c.status == PENDING)
+        .values(
+            status=ExecutionStatus.CANCELLED.value,
+            cancel_requested_at=stamp,
+            completed_at=stamp,
+            error="Cancelled before it started",
+            updated_at=stamp,
+        )
+    )
+    await conn.execute(
+        update(executions)
+        .where(
+            executions.c.id == execution_id,
+            executions.c.status == RUNNING,
+            executions.c.cancel_requested_at.is_(None),
+        )
+        .values(cancel_requested_at=stamp, updated_at=stamp)
+    )
+    status = await conn.scalar(select(executions.c.status).where(executions.c.id == execution_id))
+    if status is None:
+        raise NotFound(f"execution {execution_id!r} not found")
+    return str(status)
+
+
+async def cancel_unowned(conn: AsyncConnection, execution_id: str) -> bool:
+    """Finish a `running` execution whose cancel was requested and whose lease has expired
+    (no worker is left to do it)."""
+    stamp = now()
+    result = await conn.execute(
+        update(executions)
+        .where(
+            executions.c.id == execution_id,
+            executions.c.status == RUNNING,
+            executions.c.cancel_requested_at.is_not(None),
+            executions.c.lease_expires_at < stamp,
+        )
+        .values(
+            status=ExecutionStatus.CANCELLED.value,
+            error="Cancelled",
+            completed_at=stamp,
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=stamp,
+        )
+    )
+    return bool(result.rowcount)
+
+
+# --- step rows and logs --------------------------------------------------------------------------
+
+
+async def upsert_step(
+    conn: AsyncConnection,
+    execution_id: str,
+    *,
+    step_id: str,
+    step_key: str,
+    position: int,
+    values: dict[str, Any],
+) -> None:
+    """Create the step row on first use, or update it (a retry, or a redelivered attempt)."""
+    result = await conn.execute(
+        update(execution_steps)
+        .where(
+            execution_steps.c.execution_id == execution_id,
+            execution_steps.c.step_key == step_key,
+        )
+        .values(**values)
+    )
+    if result.rowcount:
+        return
+    try:
+        await conn.execute(
+            execution_steps.insert().values(
+                id=new_id(),
+                execution_id=execution_id,
+                step_id=step_id,
+                step_key=step_key,
+                position=position,
+                **{"retry_count": 0, "status": StepStatus.PENDING.value, **values},
+            )
+        )
+    except IntegrityError:  # pragma: no cover - fenced callers cannot race on one execution
+        raise LeaseLost() from None
+
+
+async def copy_completed_steps(
+    conn: AsyncConnection, source_id: str, target_id: str, keys: list[str]
+) -> None:
+    """For a re-run: carry the source's completed/skipped steps before the failed one."""
+    rows = await conn.execute(
+        select(execution_steps).where(
+            execution_steps.c.execution_id == source_id, execution_steps.c.step_key.in_(keys)
+        )
+    )
+    copies = [{**dict(row), "id": new_id(), "execution_id": target_id} for row in rows.mappings()]
+    if copies:
+        await conn.execute(execution_steps.insert(), copies)
+
+
+async def insert_logs(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(execution_logs.insert(), rows)
+
+
+# --- reconciliation ------------------------------------------------------------------------------
+
+
+async def stale_pending_ids(
+    conn: AsyncConnection, *, older_than: datetime, limit: int
+) -> list[str]:
+    query = (
+        select(executions.c.id)
+        .where(executions.c.status == PENDING, executions.c.updated_at < older_than)
+        .order_by(executions.c.created_at)
+        .limit(limit)
+    )
+    return list((await conn.execute(query)).scalars())
+
+
+async def expired_running_ids(conn: AsyncConnection, *, limit: int) -> list[str]:
+    query = (
+        select(executions.c.id)
+        .where(executions.c.status == RUNNING, executions.c.lease_expires_at < now())
+        .order_by(executions.c.lease_expires_at)
+        .limit(limit)
+    )
+    return list((await conn.execute(query)).scalars())
+
+
+async def touch(conn: AsyncConnection, execution_id: str) -> None:
+    """Mark a pending execution as just handled (so the reconciler leaves it alone a while)."""
+    await conn.execute(
+        update(executions).where(executions.c.id == execution_id).values(updated_at=now())
+    )

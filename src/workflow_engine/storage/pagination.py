@@ -1,0 +1,46 @@
+"""Keyset pagination on (created_at, id), newest first: never OFFSET."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, or_
+
+
+@dataclass(frozen=True)
+class Cursor:
+    created_at: datetime
+    id: str
+
+    def encode(self) -> str:
+        raw = json.dumps([self.created_at.isoformat(), self.id]).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> Cursor:
+        """Parse a cursor from `nextCursor`; raises ValueError when it is not one."""
+        try:
+            padded = token + "=" * (-len(token) % 4)
+            created_at, row_id = json.loads(base64.urlsafe_b64decode(padded))
+            parsed = datetime.fromisoformat(created_at)
+        except Exception as exc:
+            raise ValueError("invalid cursor") from exc
+        if parsed.tzinfo is None or not isinstance(row_id, str):
+            raise ValueError("invalid cursor")
+        return cls(parsed, row_id)
+
+    @classmethod
+    def after_row(cls, row: Any) -> Cursor:
+        return cls(row["created_at"], row["id"])
+
+
+def keyset_before(created_at: Any, row_id: Any, cursor: Cursor) -> ColumnElement[bool]:
+    """Rows strictly after `cursor` in (created_at DESC, id DESC) order."""
+    return or_(
+        created_at < cursor.created_at,
+        and_(created_at == cursor.created_at, row_id < cursor.id),
+    )

@@ -1,0 +1,190 @@
+"""The schema (DESIGN.md section 3), as SQLAlchemy Core tables; the same on SQLite and PostgreSQL.
+
+The hot paths use Core statements rather than ORM objects: fewer round trips, explicit SQL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both backends (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use datetime.now(UTC)")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Json: Any = JSON().with_variant(JSONB(), "postgresql")
+
+
+def _id(name: str = "id", *args: Any, **kwargs: Any) -> Column[str]:
+    return Column(name, String(36), *args, **kwargs)
+
+
+workflows = Table(
+    "workflows",
+    metadata,
+    _id(primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("description", Text),
+    Column("active_version_id", String(36)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("archived_at", UTCDateTime),
+    Index(
+        "uq_workflows_name_live",
+        "name",
+        unique=True,
+        sqlite_where=text("archived_at IS NULL"),
+        postgresql_where=text("archived_at IS NULL"),
+    ),
+    Index("ix_workflows_created_at_id", "created_at", "id"),
+)
+
+workflow_versions = Table(
+    "workflow_versions",
+    metadata,
+    _id(primary_key=True),
+    _id("workflow_id", ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("definition", Json, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("uq_workflow_versions_workflow_id_version", "workflow_id", "version", unique=True),
+)
+
+workflow_steps = Table(
+    "workflow_steps",
+    metadata,
+    _id(primary_key=True),
+    _id(
+        "workflow_version_id",
+        ForeignKey("workflow_versions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("position", Integer, nullable=False),
+    Column("key", String(64), nullable=False),
+    Column("name", String(200)),
+    Column("type", String(64), nullable=False),
+    Column("config", Json, nullable=False),
+    Index("uq_workflow_steps_version_key", "workflow_version_id", "key", unique=True),
+)
+
+triggers = Table(
+    "triggers",
+    metadata,
+    _id(primary_key=True),
+    _id("workflow_id", ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("config", Json, nullable=False),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_triggers_workflow_id", "workflow_id"),
+)
+
+executions = Table(
+    "executions",
+    metadata,
+    _id(primary_key=True),
+    _id("workflow_id", ForeignKey("workflows.id"), nullable=False),
+    _id("workflow_version_id", ForeignKey("workflow_versions.id"), nullable=False),
+    _id("trigger_id", ForeignKey("triggers.id", ondelete="SET NULL")),
+    Column("status", String(16), nullable=False),
+    Column("input", Json),
+    Column("output", Json),
+    Column("error", Text),
+    Column("started_at", UTCDateTime),
+    Column("completed_at", UTCDateTime),
+    Column("duration_ms", BigInteger),
+    Column("retry_count", Integer, nullable=False, default=0),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    # What the engine needs beyond the seed's columns:
+    Column("idempotency_key", String(255)),
+    _id("rerun_of_id", ForeignKey("executions.id", ondelete="SET NULL")),
+    Column("lease_owner", String(128)),
+    Column("lease_expires_at", UTCDateTime),
+    Column("fencing_token", Integer, nullable=False, default=0),
+    Column("cancel_requested_at", UTCDateTime),
+    Index("ix_executions_created_at_id", "created_at", "id"),
+    Index("ix_executions_workflow_id_created_at_id", "workflow_id", "created_at", "id"),
+    Index("ix_executions_status_created_at_id", "status", "created_at", "id"),
+    Index("ix_executions_status_lease_expires_at", "status", "lease_expires_at"),
+    Index(
+        "uq_executions_workflow_id_idempotency_key", "workflow_id", "idempotency_key", unique=True
+    ),
+)
+
+execution_steps = Table(
+    "execution_steps",
+    metadata,
+    _id(primary_key=True),
+    _id("execution_id", ForeignKey("executions.id", ondelete="CASCADE"), nullable=False),
+    _id("step_id", ForeignKey("workflow_steps.id"), nullable=False),
+    Column("step_key", String(64), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("input", Json),
+    Column("output", Json),
+    Column("error", Text),
+    Column("started_at", UTCDateTime),
+    Column("completed_at", UTCDateTime),
+    Column("duration_ms", BigInteger),
+    Column("retry_count", Integer, nullable=False, default=0),
+    Index("uq_execution_steps_execution_id_step_key", "execution_id", "step_key", unique=True),
+)
+
+execution_logs = Table(
+    "execution_logs",
+    metadata,
+    _id(primary_key=True),
+    _id("execution_id", ForeignKey("executions.id", ondelete="CASCADE"), nullable=False),
+    Column("level", String(8), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("metadata", Json),
+    Column("timestamp", UTCDateTime, nullable=False),
+    Index("ix_execution_logs_execution_id_timestamp", "execution_id", "timestamp"),
+)
