@@ -56,7 +56,9 @@ class Engine:
     def mode(self) -> str:
         return "distributed" if self.settings.redis_url else "embedded"
 
-    async def start_workers(self, *, concurrency: int | None = None, say: Callable[[str], None] = print) -> None:
+    async def start_workers(
+        self, *, concurrency: int | None = None, say: Callable[[str], None] = print
+    ) -> None:
         """Start the dispatch and execution workers, the reconciler and the scheduler."""
         concurrency = concurrency or self.settings.execution_concurrency
         say("[Workflow Engine] Starting workers...")
@@ -121,9 +123,7 @@ async def build(
         registry=registry,
         bus=bus,
         cancels=cancels,
-        http=make_http_client(
-            settings.http_allowlist, timeout_s=settings.http_timeout_ms / 1000
-        ),
+        http=make_http_client(settings.http_allowlist, timeout_s=settings.http_timeout_ms / 1000),
         secrets=Secrets.from_environ(settings.secrets_prefix),
         config=ExecutorConfig(
             lease_ms=settings.lease_ms, execution_timeout_ms=settings.execution_timeout_ms

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing import Annotated
 
 DEFAULT_PORT = 3000
 
@@ -24,7 +24,7 @@ class Settings(BaseSettings):
 
     database_url: str | None = Field(
         default=None,
-        description="sqlite:///path or postgresql://user:pass@host:5432/db; default: SQLite in DATA_DIR",
+        description="sqlite:///path or postgresql://user:pass@host/db (default: DATA_DIR's SQLite)",
     )
     redis_url: str | None = Field(default=None, description="Set to run distributed (BullMQ)")
     data_dir: Path = Field(default=Path("data"), description="SQLite file and generated token")

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from pydantic import ValidationError
 
 from workflow_engine import bootstrap
 from workflow_engine.api import errors
 from workflow_engine.api.middleware import ApiGuard
 from workflow_engine.api.routes import executions, system, workflows
+from workflow_engine.domain.definition import WorkflowDefinition
+from workflow_engine.errors import ConfigurationError, WorkflowEngineError
 from workflow_engine.settings import Settings
 from workflow_engine.steps.registry import StepRegistry
 
@@ -22,13 +27,24 @@ def create_app(
     token: str | None,
     start_workers: bool = True,
     registry: StepRegistry | None = None,
+    documents: Sequence[tuple[Path, dict[str, Any]]] = (),
 ) -> FastAPI:
-    """The app; the engine is built (and its workers started) when the app starts."""
+    """The app; the engine is built (and its workers started) when the app starts.
+
+    `documents` are workflow files to create or update before the workers start.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = await bootstrap.build(settings, registry=registry)
         app.state.engine = engine
+        for path, document in documents:
+            try:
+                definition = WorkflowDefinition.model_validate(document)
+                await engine.service.apply_workflow(definition)
+            except (ValidationError, WorkflowEngineError) as exc:
+                await engine.stop(grace_s=0)
+                raise ConfigurationError(f"{path}: {exc}") from exc
         if start_workers:
             await engine.start_workers()
         try:

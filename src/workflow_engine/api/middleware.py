@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from workflow_engine.api.auth import token_matches
@@ -15,12 +16,17 @@ async def _reply(
     send: Send, status: int, message: str, headers: Sequence[tuple[bytes, bytes]] = ()
 ) -> None:
     body = json.dumps({"detail": message}).encode()
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [(b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()), *headers],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -38,22 +44,34 @@ class ApiGuard:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         path = scope["path"]
-        if self.token and path not in OPEN_PATHS and not path.startswith("/api/socket"):
-            if not token_matches(self.token, headers.get("authorization")):
-                await _reply(send, 401, "missing or invalid API token: send the header "
-                             "'Authorization: Bearer <token>'",
-                             [(b"www-authenticate", b"Bearer")])
-                return
+        needs_token = path not in OPEN_PATHS and not path.startswith("/api/socket")
+        if (
+            self.token
+            and needs_token
+            and not token_matches(self.token, headers.get("authorization"))
+        ):
+            await _reply(
+                send,
+                401,
+                "missing or invalid API token: send the header 'Authorization: Bearer <token>'",
+                [(b"www-authenticate", b"Bearer")],
+            )
+            return
         if scope["method"] in ("POST", "PUT", "PATCH"):
             length = headers.get("content-length")
             if length and length.isdigit() and int(length) > self.max_body:
                 await _reply(send, 413, f"request body is larger than {self.max_body} bytes")
                 return
             content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-            if (length not in (None, "0")) and content_type and content_type != "application/json" \
-                    and not content_type.endswith("+json"):
-                await _reply(send, 415, f"unsupported content type {content_type!r}: send "
-                             "application/json")
+            if (
+                (length not in (None, "0"))
+                and content_type
+                and content_type != "application/json"
+                and not content_type.endswith("+json")
+            ):
+                await _reply(
+                    send, 415, f"unsupported content type {content_type!r}: send application/json"
+                )
                 return
             receive = self._capped(receive, send)
         await self.app(scope, receive, send)

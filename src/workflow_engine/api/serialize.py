@@ -12,8 +12,9 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
-def workflow(row: RowMapping, *, version: RowMapping | None = None,
-             triggers: list[RowMapping] | None = None) -> dict[str, Any]:
+def workflow(
+    row: RowMapping, *, version: RowMapping | None = None, triggers: list[RowMapping] | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": row["id"],
         "name": row["name"],

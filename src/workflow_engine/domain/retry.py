@@ -26,7 +26,7 @@ class RetryDecision:
 
 def backoff_delay_ms(policy: RetryPolicy, failed_attempt: int) -> int:
     """Delay after failed try n (1-based): backoff * 2^(n-1), capped."""
-    delay = min(policy.backoff_ms * 2 ** (failed_attempt - 1), policy.max_backoff_ms)
+    delay = int(min(policy.backoff_ms * 2 ** (failed_attempt - 1), policy.max_backoff_ms))
     if policy.jitter:
         delay += int(delay * policy.jitter * random.random())
     return delay

@@ -195,12 +195,11 @@ class Executor:
         attempt = (previous["retry_count"] + 1) if previous else 1
         first_started = previous["started_at"] if previous and previous["started_at"] else None
 
+        condition_error: StepError | None = None
         try:
             should_run = templates.render_condition(step.if_, context)
         except StepError as exc:
             should_run, condition_error = True, exc
-        else:
-            condition_error = None
         if not should_run:
             stamp = datetime.now(UTC)
             await self._write(

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from workflow_engine.domain.definition import TriggerDefinition, WorkflowDefinition
 from workflow_engine.domain.status import RERUNNABLE, ExecutionStatus, StepStatus
 from workflow_engine.engine.cancel import CancelSignals
-from workflow_engine.errors import Conflict, InvalidDefinition
+from workflow_engine.errors import Conflict, InvalidDefinition, NotFound
 from workflow_engine.queue.base import JobQueue
 from workflow_engine.steps.registry import StepRegistry
 from workflow_engine.storage import executions as ex_store
@@ -67,39 +67,33 @@ class EngineService:
         return workflow_id
 
     async def update_workflow(self, id_or_name: str, definition: WorkflowDefinition) -> str:
-        """Save a new version; executions already started stay on theirs."""
+        """Save a new version; executions already started stay on theirs. Saving the document
+        that is already active changes nothing (PUT is idempotent)."""
         self.check_definition(definition)
         async with self.db.write() as conn:
             row = await wf_store.get_workflow(conn, id_or_name)
             if row["archived_at"] is not None:
                 raise Conflict("the workflow is archived")
-            await wf_store.add_version(conn, row["id"], definition)
+            active = (
+                await wf_store.get_version(conn, version_id=row["active_version_id"])
+                if row["active_version_id"]
+                else None
+            )
+            if active is None or active["definition"] != definition.document():
+                await wf_store.add_version(conn, row["id"], definition)
             if definition.triggers is not None:
                 await wf_store.replace_triggers(conn, row["id"], definition.triggers)
         await self._triggers_changed(definition.triggers)
         return str(row["id"])
 
-    async def apply_workflow(self, definition: WorkflowDefinition) -> tuple[str, bool]:
-        """Create the workflow named in the document, or save a new version if it changed.
-
-        Returns (workflow id, whether anything was written).
-        """
-        self.check_definition(definition)
+    async def apply_workflow(self, definition: WorkflowDefinition) -> str:
+        """Create the workflow named in the document, or update it."""
         async with self.db.read() as conn:
             try:
                 row = await wf_store.get_workflow(conn, definition.name)
-            except Exception:
-                row = None
-            current = (
-                await wf_store.get_version(conn, version_id=row["active_version_id"])
-                if row is not None and row["active_version_id"]
-                else None
-            )
-        if row is None:
-            return await self.create_workflow(definition), True
-        if current is not None and current["definition"] == definition.document():
-            return str(row["id"]), False
-        return await self.update_workflow(str(row["id"]), definition), True
+            except NotFound:
+                return await self.create_workflow(definition)
+        return await self.update_workflow(str(row["id"]), definition)
 
     async def archive_workflow(self, id_or_name: str) -> str:
         async with self.db.write() as conn:

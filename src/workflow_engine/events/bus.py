@@ -53,7 +53,7 @@ Subscriber = Callable[[Event], Awaitable[None]]
 class EventBus(ABC):
     @abstractmethod
     async def publish(self, event: Event) -> None:
-        """Deliver to every subscriber; never raises (events are best effort, the DB is the truth)."""
+        """Deliver to every subscriber; never raises (best effort: the DB is the truth)."""
 
 
 class LocalEventBus(EventBus):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,7 @@ class Job:
     """1 on the first try; a job re-delayed by `Delay` keeps its attempt number."""
 
 
-Handler = Callable[[Job], Awaitable[None]]
+Handler = Callable[[Job], Coroutine[Any, Any, None]]
 
 
 class JobQueue(ABC):
@@ -75,4 +75,4 @@ class JobQueue(ABC):
 
 
 def backoff_ms(options: QueueOptions, failed_attempt: int) -> int:
-    return options.backoff_ms * 2 ** (failed_attempt - 1)
+    return int(options.backoff_ms * 2 ** (failed_attempt - 1))

@@ -64,9 +64,7 @@ async def get_workflow(engine: EngineDep, workflow_id: str) -> Any:
 
 
 @router.put("/workflows/{workflow_id}")
-async def update_workflow(
-    engine: EngineDep, workflow_id: str, document: JsonObject
-) -> Any:
+async def update_workflow(engine: EngineDep, workflow_id: str, document: JsonObject) -> Any:
     """Save a whole document as a new version; running executions keep theirs."""
     definition = WorkflowDefinition.model_validate(document)
     saved_id = await engine.service.update_workflow(workflow_id, definition)
@@ -105,18 +103,14 @@ async def list_triggers(engine: EngineDep, workflow_id: str) -> Any:
 
 
 @router.post("/workflows/{workflow_id}/triggers", status_code=201)
-async def add_trigger(
-    engine: EngineDep, workflow_id: str, document: JsonObject
-) -> Any:
+async def add_trigger(engine: EngineDep, workflow_id: str, document: JsonObject) -> Any:
     trigger_id = await engine.service.add_trigger(workflow_id, _trigger.validate_python(document))
     async with engine.db.read() as conn:
         return serialize.trigger(await wf_store.get_trigger(conn, trigger_id))
 
 
 @router.put("/triggers/{trigger_id}")
-async def update_trigger(
-    engine: EngineDep, trigger_id: str, document: JsonObject
-) -> Any:
+async def update_trigger(engine: EngineDep, trigger_id: str, document: JsonObject) -> Any:
     await engine.service.update_trigger(trigger_id, _trigger.validate_python(document))
     async with engine.db.read() as conn:
         return serialize.trigger(await wf_store.get_trigger(conn, trigger_id))
