@@ -66,7 +66,7 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         parts = [p for p in url.path.split("/") if p]
-        route, name = (parts + ["", ""])[:2]
+        route, name = [*parts, "", ""][:2]
         with self.server.lock:
             hits = self.server.hits[f"{route}/{name}" if name else route]
             hits.append(
