@@ -49,6 +49,9 @@ class _LimitedEnvironment(ImmutableSandboxedEnvironment):
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         self._check_deadline()
+        # Data first: `output.items` is the key "items", not the dict method.
+        if isinstance(obj, Mapping) and attribute in obj:
+            return obj[attribute]
         return super().getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
@@ -134,6 +137,8 @@ def _to_json(value: Any) -> Any:
         return [_to_json(item) for item in value]
     if hasattr(value, "_fail_with_undefined_error"):
         value._fail_with_undefined_error()
+    if callable(value):
+        raise TemplateError(f"template expression gave a function, not a value: {value!r}")
     return str(value)
 
 

@@ -1,0 +1,132 @@
+"""The JobQueue contract, on the in-process queue (the BullMQ one will run the same suite)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from workflow_engine.errors import Delay
+from workflow_engine.queue.base import Job, JobQueue, QueueOptions
+from workflow_engine.queue.local import LocalQueue
+
+pytestmark = pytest.mark.timeout(15)
+
+
+@pytest.fixture
+async def queue() -> AsyncIterator[JobQueue]:
+    q = LocalQueue("test-queue", QueueOptions(attempts=3, backoff_ms=50))
+    yield q
+    await q.stop_worker(grace_s=0)
+    await q.close()
+
+
+async def test_a_held_job_id_is_not_added_twice(queue: JobQueue) -> None:
+    assert await queue.add("job-1", {"n": 1})
+    assert not await queue.add("job-1", {"n": 2})
+    assert (await queue.counts())["waiting"] == 1
+
+
+async def test_jobs_run_and_the_id_can_be_used_again_after(queue: JobQueue) -> None:
+    seen: list[str] = []
+    done = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        seen.append(job.id)
+        done.set()
+
+    await queue.start_worker(handler, concurrency=2)
+    await queue.add("a")
+    await asyncio.wait_for(done.wait(), 5)
+    await asyncio.sleep(0.01)
+    assert await queue.add("a")
+    await asyncio.sleep(0.1)
+    assert seen == ["a", "a"]
+
+
+async def test_failed_jobs_are_retried_with_backoff_then_dropped(queue: JobQueue) -> None:
+    attempts: list[tuple[int, float]] = []
+    loop = asyncio.get_running_loop()
+
+    async def handler(job: Job) -> None:
+        attempts.append((job.attempt, loop.time()))
+        raise RuntimeError("boom")
+
+    await queue.start_worker(handler, concurrency=1)
+    await queue.add("x")
+    for _ in range(100):
+        if (await queue.counts())["failed"] == 1:
+            break
+        await asyncio.sleep(0.02)
+    assert [a for a, _ in attempts] == [1, 2, 3]
+    gaps = [b - a for (_, a), (_, b) in zip(attempts, attempts[1:], strict=False)]
+    assert gaps[0] >= 0.045 and gaps[1] >= 0.095
+    assert await queue.add("x")  # dropped, so the id is free again
+
+
+async def test_delay_puts_the_job_back_without_spending_an_attempt(queue: JobQueue) -> None:
+    attempts: list[int] = []
+    finished = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        attempts.append(job.attempt)
+        if len(attempts) < 4:
+            raise Delay(20)
+        finished.set()
+
+    await queue.start_worker(handler, concurrency=1)
+    await queue.add("d")
+    await asyncio.wait_for(finished.wait(), 5)
+    assert attempts == [1, 1, 1, 1]
+
+
+async def test_delayed_add_waits(queue: JobQueue) -> None:
+    ran = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        ran.set()
+
+    await queue.start_worker(handler, concurrency=1)
+    await queue.add("later", delay_ms=200)
+    assert (await queue.counts())["delayed"] == 1
+    await asyncio.sleep(0.1)
+    assert not ran.is_set()
+    await asyncio.wait_for(ran.wait(), 2)
+
+
+async def test_concurrency_is_respected(queue: JobQueue) -> None:
+    running = 0
+    peak = 0
+
+    async def handler(job: Job) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.05)
+        running -= 1
+
+    await queue.start_worker(handler, concurrency=3)
+    for n in range(10):
+        await queue.add(f"j{n}")
+    for _ in range(100):
+        counts = await queue.counts()
+        if counts["waiting"] == 0 and counts["active"] == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert peak == 3
+
+
+async def test_stop_hands_unfinished_jobs_back(queue: JobQueue) -> None:
+    started = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        started.set()
+        await asyncio.sleep(10)
+
+    await queue.start_worker(handler, concurrency=1)
+    await queue.add("long")
+    await asyncio.wait_for(started.wait(), 2)
+    await queue.stop_worker(grace_s=0.05)
+    counts = await queue.counts()
+    assert counts["waiting"] == 1 and counts["active"] == 0
