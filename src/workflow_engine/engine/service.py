@@ -172,6 +172,20 @@ class EngineService:
         await self.dispatch_queue.add(execution_id)
         return Started(execution_id, ExecutionStatus.PENDING.value, created=True)
 
+    async def fire_trigger(
+        self, trigger_id: str, input: Any, *, idempotency_key: str | None = None
+    ) -> Started:
+        """Start an execution through a `webhook` or `manual` trigger (linked to it)."""
+        async with self.db.read() as conn:
+            trigger = await wf_store.get_trigger(conn, trigger_id)
+        if trigger["type"] == "schedule":
+            raise Conflict("schedule triggers fire on their own; they cannot be called")
+        if not trigger["enabled"]:
+            raise Conflict("the trigger is disabled")
+        return await self.execute(
+            trigger["workflow_id"], input, idempotency_key=idempotency_key, trigger_id=trigger_id
+        )
+
     async def cancel(self, execution_id: str) -> str:
         async with self.db.write() as conn:
             status = await ex_store.request_cancel(conn, execution_id)

@@ -6,7 +6,9 @@ import logging
 import os
 import socket
 
+from workflow_engine.engine import ratelimit
 from workflow_engine.engine.executor import Executor
+from workflow_engine.errors import Delay, NotFound
 from workflow_engine.queue.base import Job, JobQueue
 from workflow_engine.storage import executions as ex_store
 from workflow_engine.storage import workflows as wf_store
@@ -30,7 +32,7 @@ class Dispatcher:
         async with self.db.read() as conn:
             try:
                 row = await ex_store.get_execution(conn, job.id)
-            except Exception:
+            except NotFound:
                 log.warning("dispatch %s: no such execution; dropped", job.id)
                 return
             if row["status"] != ex_store.PENDING:
@@ -58,7 +60,22 @@ class ExecutionRunner:
         self.owner = worker_id()
 
     async def __call__(self, job: Job) -> None:
+        async with self.db.read() as conn:
+            try:
+                row = await ex_store.get_execution(conn, job.id)
+            except NotFound:
+                log.warning("execution job %s: no such execution; dropped", job.id)
+                return
+        version = await self.executor.versions.get(row["workflow_version_id"])
+        limited = row["status"] == ex_store.PENDING and ratelimit.has_limits(version.definition)
         async with self.db.write() as conn:
+            if limited:
+                wait_ms = await ratelimit.wait_needed_ms(
+                    conn, row["workflow_id"], version.definition
+                )
+                if wait_ms:
+                    # Over a limit: stay pending and come back later; no attempt is spent.
+                    raise Delay(wait_ms, "rate limited")
             claim = await ex_store.claim(conn, job.id, owner=self.owner, lease_ms=self.lease_ms)
             if claim is None:
                 # Finished, cancelled, or owned by a live worker. A cancelled one whose owner died

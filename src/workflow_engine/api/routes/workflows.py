@@ -140,3 +140,23 @@ async def execute(
     if not started.created:
         response.headers["Idempotent-Replayed"] = "true"
     return {"executionId": started.execution_id, "status": started.status}
+
+
+@router.post("/triggers/{trigger_id}/fire", status_code=202)
+async def fire_trigger(
+    engine: EngineDep,
+    trigger_id: str,
+    response: Response,
+    body: OptionalJson,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
+) -> Any:
+    """Call a `webhook` (or `manual`) trigger: body `{"input": ...}` as for execute."""
+    request = ExecuteRequest.model_validate(body if body is not None else {})
+    started = await engine.service.fire_trigger(
+        trigger_id,
+        request.input if request.input is not None else {},
+        idempotency_key=idempotency_key,
+    )
+    if not started.created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return {"executionId": started.execution_id, "status": started.status}

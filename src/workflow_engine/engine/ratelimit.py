@@ -1,0 +1,61 @@
+"""Per-workflow rate limits (`rateLimitMaxConcurrent`, `rateLimitPerMinute`), checked in the
+database inside the claim's transaction, so they hold across every worker of every process.
+
+The workflow's row is locked first (FOR UPDATE on PostgreSQL; SQLite write transactions are
+already exclusive), which serialises the count-then-claim of executions of one workflow.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from workflow_engine.domain.definition import WorkflowDefinition
+from workflow_engine.storage import executions as ex_store
+from workflow_engine.storage.tables import executions, workflows
+
+CONCURRENCY_RETRY_MS = 500
+WINDOW = timedelta(minutes=1)
+
+
+def has_limits(definition: WorkflowDefinition) -> bool:
+    return bool(definition.rateLimitMaxConcurrent or definition.rateLimitPerMinute)
+
+
+async def wait_needed_ms(
+    conn: AsyncConnection, workflow_id: str, definition: WorkflowDefinition
+) -> int:
+    """0 if an execution of the workflow may start now, else how long to wait before asking."""
+    lock = select(workflows.c.id).where(workflows.c.id == workflow_id)
+    if conn.dialect.name == "postgresql":
+        lock = lock.with_for_update()
+    await conn.execute(lock)
+    if definition.rateLimitMaxConcurrent:
+        running = await conn.scalar(
+            select(func.count())
+            .select_from(executions)
+            .where(executions.c.workflow_id == workflow_id, executions.c.status == ex_store.RUNNING)
+        )
+        if (running or 0) >= definition.rateLimitMaxConcurrent:
+            return CONCURRENCY_RETRY_MS
+    if definition.rateLimitPerMinute:
+        since = ex_store.now() - WINDOW
+        recent = (
+            (
+                await conn.execute(
+                    select(executions.c.started_at)
+                    .where(executions.c.workflow_id == workflow_id, executions.c.started_at > since)
+                    .order_by(executions.c.started_at.desc())
+                    .limit(definition.rateLimitPerMinute)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if len(recent) >= definition.rateLimitPerMinute:
+            oldest = recent[-1]
+            wait = (oldest + WINDOW - ex_store.now()).total_seconds() * 1000
+            return max(int(wait) + 1, 1)
+    return 0
