@@ -1,13 +1,16 @@
 """Builds the engine from settings: the ONE place that knows which mode runs.
 
-Embedded (no REDIS_URL): SQLite by default, in-process queues and events, workers in `serve`.
+Embedded (no REDIS_URL): SQLite by default, in-process queues and cancel signals, in-process
+cron, workers in `serve`. Distributed (REDIS_URL): BullMQ queues, cancel signals over Redis
+pub/sub, schedules as BullMQ job schedulers, a reconciler leader elected in Redis, workers in
+`workflow-engine workers` processes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from workflow_engine.engine.cancel import CancelSignals, LocalCancelSignals
@@ -27,7 +30,12 @@ from workflow_engine.queue.base import (
     EXECUTION_QUEUE,
     JobQueue,
 )
+from workflow_engine.queue.bullmq import BullMQQueue
 from workflow_engine.queue.local import LocalQueue
+from workflow_engine.redis_support.cancel import RedisCancelSignals
+from workflow_engine.redis_support.client import check_redis
+from workflow_engine.redis_support.leader import RedisLeaderLock
+from workflow_engine.redis_support.schedules import BullScheduleSync
 from workflow_engine.settings import Settings
 from workflow_engine.steps.registry import StepRegistry, default_registry
 from workflow_engine.storage import migrate
@@ -48,9 +56,12 @@ class Engine:
     executor: Executor
     service: EngineService
     reconciler: Reconciler
-    scheduler: Scheduler
+    scheduler: Scheduler | None = None
+    """In-process cron (embedded mode)."""
+    schedule_sync: BullScheduleSync | None = None
+    """Schedules as BullMQ job schedulers (distributed mode)."""
     _background: list[asyncio.Task[None]] = field(default_factory=list)
-    _closers: list[Callable[[], object]] = field(default_factory=list)
+    _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @property
     def mode(self) -> str:
@@ -59,11 +70,11 @@ class Engine:
     async def start_workers(
         self, *, concurrency: int | None = None, say: Callable[[str], None] = print
     ) -> None:
-        """Start the dispatch and execution workers, the reconciler and the scheduler."""
+        """Start the dispatch and execution workers, the reconciler and the schedules."""
         concurrency = concurrency or self.settings.execution_concurrency
         say("[Workflow Engine] Starting workers...")
         await self.dispatch_queue.start_worker(
-            Dispatcher(self.db, self.execution_queue), concurrency=max(2, concurrency)
+            Dispatcher(self.db, self.execution_queue, self.service), concurrency=max(2, concurrency)
         )
         say("[Dispatcher] Worker started")
         runner = ExecutionRunner(
@@ -75,12 +86,18 @@ class Engine:
         await self.execution_queue.start_worker(runner, concurrency=concurrency)
         say(f"[Executor] Worker started with concurrency {concurrency}")
         say("[Workflow Engine] Registering schedule triggers...")
+        if self.schedule_sync is not None:
+            await self.schedule_sync.sync()
+        if self.scheduler is not None:
+            self._background.append(
+                asyncio.create_task(self.scheduler.run_forever(), name="scheduler")
+            )
         # Everything unfinished in the database is queued again before new work arrives.
-        await self.reconciler.run_once(pending_grace_ms=0)
-        self._background += [
-            asyncio.create_task(self.reconciler.run_forever(), name="reconciler"),
-            asyncio.create_task(self.scheduler.run_forever(), name="scheduler"),
-        ]
+        if self.reconciler.is_leader is None or await self.reconciler.is_leader():
+            await self.reconciler.run_once(pending_grace_ms=0)
+        self._background.append(
+            asyncio.create_task(self.reconciler.run_forever(), name="reconciler")
+        )
         say("[Workflow Engine] All systems ready")
 
     async def stop(self, *, grace_s: float | None = None) -> None:
@@ -94,30 +111,57 @@ class Engine:
         await self.execution_queue.stop_worker(grace_s=grace)
         await self.dispatch_queue.close()
         await self.execution_queue.close()
+        for close in reversed(self._closers):
+            try:
+                await close()
+            except Exception:
+                log.exception("error while closing")
         await self.executor.http.aclose()
         await self.db.dispose()
 
 
-async def build(
-    settings: Settings,
-    *,
-    registry: StepRegistry | None = None,
-    run_migrations: bool | None = None,
-) -> Engine:
-    """Assemble the engine for `settings`. Migrates the database first in embedded mode."""
-    if settings.redis_url:
-        raise ConfigurationError(
-            "REDIS_URL is set, but the distributed mode (BullMQ workers) is not available in this "
-            "version yet; unset REDIS_URL to run embedded"
-        )
+# bullmq has no job timeout: this caps a handler; the executor enforces execution timeouts.
+DISPATCH_JOB_TIMEOUT_MS = 60_000
+EXECUTION_JOB_TIMEOUT_MS = 86_400_000 + 60_000
+
+
+async def build(settings: Settings, *, registry: StepRegistry | None = None) -> Engine:
+    """Assemble the engine for `settings`; migrates the database first."""
     db = Database(settings.resolved_database_url)
-    if run_migrations if run_migrations is not None else not settings.redis_url:
-        await migrate.upgrade(db)
+    await migrate.upgrade(db)
     registry = registry or default_registry()
     bus = LocalEventBus()
-    cancels = LocalCancelSignals()
-    dispatch_queue: JobQueue = LocalQueue(DISPATCH_QUEUE, DISPATCH_OPTIONS)
-    execution_queue: JobQueue = LocalQueue(EXECUTION_QUEUE, EXECUTION_OPTIONS)
+    closers: list[Callable[[], Awaitable[None]]] = []
+    is_leader: Callable[[], Awaitable[bool]] | None = None
+    cancels: CancelSignals
+    if settings.redis_url:
+        url = settings.redis_url
+        try:
+            await check_redis(url)
+        except ConfigurationError:
+            await db.dispose()
+            raise
+        dispatch_queue: JobQueue = BullMQQueue(
+            DISPATCH_QUEUE, DISPATCH_OPTIONS, redis_url=url, job_timeout_ms=DISPATCH_JOB_TIMEOUT_MS
+        )
+        execution_queue: JobQueue = BullMQQueue(
+            EXECUTION_QUEUE,
+            EXECUTION_OPTIONS,
+            redis_url=url,
+            job_timeout_ms=EXECUTION_JOB_TIMEOUT_MS,
+            lock_ms=settings.lease_ms,
+        )
+        redis_cancels = RedisCancelSignals(url)
+        redis_cancels.start_listening()
+        closers.append(redis_cancels.close)
+        cancels = redis_cancels
+        leader = RedisLeaderLock(url, ttl_ms=max(3 * settings.reconcile_interval_ms, 5_000))
+        closers.append(leader.release)
+        is_leader = leader.acquire_or_renew
+    else:
+        dispatch_queue = LocalQueue(DISPATCH_QUEUE, DISPATCH_OPTIONS)
+        execution_queue = LocalQueue(EXECUTION_QUEUE, EXECUTION_OPTIONS)
+        cancels = LocalCancelSignals()
     executor = Executor(
         db=db,
         registry=registry,
@@ -129,11 +173,11 @@ async def build(
             lease_ms=settings.lease_ms, execution_timeout_ms=settings.execution_timeout_ms
         ),
     )
-    scheduler_box: list[Scheduler] = []
+    schedules_changed: list[Callable[[], Awaitable[object]]] = []
 
     async def triggers_changed() -> None:
-        for scheduler in scheduler_box:
-            scheduler.changed()
+        for notify in schedules_changed:
+            await notify()
 
     service = EngineService(
         db=db,
@@ -142,10 +186,25 @@ async def build(
         cancels=cancels,
         on_triggers_changed=triggers_changed,
     )
-    scheduler = Scheduler(service)
-    scheduler_box.append(scheduler)
+    scheduler: Scheduler | None = None
+    schedule_sync: BullScheduleSync | None = None
+    if isinstance(dispatch_queue, BullMQQueue):
+        schedule_sync = BullScheduleSync(db, dispatch_queue)
+        schedules_changed.append(schedule_sync.sync)
+    else:
+        scheduler = Scheduler(service)
+        local_scheduler = scheduler
+
+        async def reload_local() -> None:
+            local_scheduler.changed()
+
+        schedules_changed.append(reload_local)
     reconciler = Reconciler(
-        db, dispatch_queue, execution_queue, interval_ms=settings.reconcile_interval_ms
+        db,
+        dispatch_queue,
+        execution_queue,
+        interval_ms=settings.reconcile_interval_ms,
+        is_leader=is_leader,
     )
     return Engine(
         settings=settings,
@@ -159,4 +218,6 @@ async def build(
         service=service,
         reconciler=reconciler,
         scheduler=scheduler,
+        schedule_sync=schedule_sync,
+        _closers=closers,
     )

@@ -25,7 +25,7 @@ def create_app(
     settings: Settings,
     *,
     token: str | None,
-    start_workers: bool = True,
+    start_workers: bool | None = None,
     registry: StepRegistry | None = None,
     documents: Sequence[tuple[Path, dict[str, Any]]] = (),
 ) -> FastAPI:
@@ -45,7 +45,8 @@ def create_app(
             except (ValidationError, WorkflowEngineError) as exc:
                 await engine.stop(grace_s=0)
                 raise ConfigurationError(f"{path}: {exc}") from exc
-        if start_workers:
+        # Embedded: this process runs the workers too. Distributed: `workflow-engine workers` does.
+        if start_workers if start_workers is not None else engine.mode == "embedded":
             await engine.start_workers()
         try:
             yield

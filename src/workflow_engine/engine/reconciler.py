@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from workflow_engine.queue.base import JobQueue
@@ -26,8 +27,10 @@ class Reconciler:
         execution_queue: JobQueue,
         *,
         interval_ms: int,
+        is_leader: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.db = db
+        self.is_leader = is_leader
         self.dispatch_queue = dispatch_queue
         self.execution_queue = execution_queue
         self.interval_ms = interval_ms
@@ -53,9 +56,11 @@ class Reconciler:
         return queued
 
     async def run_forever(self) -> None:
+        """Pass after pass; with several processes only the leader of the moment works."""
         while True:
             try:
-                await self.run_once()
+                if self.is_leader is None or await self.is_leader():
+                    await self.run_once()
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -1,0 +1,138 @@
+"""The JobQueue contract on BullMQ (Redis), for the distributed mode.
+
+Queue names and the `bull` prefix match the seed, so `redis-cli LLEN bull:workflow-dispatch:wait`
+and Bull Board work. Traps handled here (DESIGN.md section 13): a Queue and a Worker never share
+a client (each gets the URL and builds its own); bullmq has no job timeout, so the handler runs
+under `asyncio.timeout`; `Delay` becomes `moveToDelayed` + `DelayedError`, which costs no attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from bullmq import Queue as BullQueue
+from bullmq import Worker as BullWorker
+from bullmq.custom_errors import DelayedError
+
+from workflow_engine.errors import Delay
+from workflow_engine.queue.base import Handler, Job, JobQueue, QueueOptions
+
+log = logging.getLogger(__name__)
+PREFIX = "bull"
+COUNT_STATES = ("waiting", "active", "delayed", "completed", "failed")
+
+
+class BullMQQueue(JobQueue):
+    def __init__(
+        self,
+        name: str,
+        options: QueueOptions,
+        *,
+        redis_url: str,
+        job_timeout_ms: int,
+        lock_ms: int = 30_000,
+    ) -> None:
+        super().__init__(name, options)
+        self.redis_url = redis_url
+        self.job_timeout_ms = job_timeout_ms
+        self.lock_ms = lock_ms
+        self._queue = BullQueue(name, {"connection": redis_url, "prefix": PREFIX})
+        self._worker: BullWorker | None = None
+        self._running: dict[str, asyncio.Future[None]] = {}
+        self._handing_back = False
+
+    def _job_options(self, job_id: str, delay_ms: int) -> dict[str, Any]:
+        opts: dict[str, Any] = {
+            "jobId": job_id,
+            "attempts": self.options.attempts,
+            "removeOnComplete": True,
+            "removeOnFail": True,
+        }
+        if self.options.backoff_ms:
+            opts["backoff"] = {"type": "exponential", "delay": self.options.backoff_ms}
+        if delay_ms > 0:
+            opts["delay"] = delay_ms
+        return opts
+
+    async def add(
+        self, job_id: str, data: dict[str, Any] | None = None, *, delay_ms: int = 0
+    ) -> bool:
+        # BullMQ itself ignores a second add of a held id; the state check only tells the caller.
+        held = await self._queue.getJobState(job_id) not in ("unknown", None)
+        await self._queue.add(self.name, dict(data or {}), self._job_options(job_id, delay_ms))
+        return not held
+
+    async def counts(self) -> dict[str, int]:
+        counts = await self._queue.getJobCounts(*COUNT_STATES)
+        return {state: int(counts.get(state, 0)) for state in COUNT_STATES}
+
+    async def start_worker(self, handler: Handler, *, concurrency: int) -> None:
+        timeout_s = self.job_timeout_ms / 1000
+
+        async def process(bull_job: Any, token: str) -> None:
+            job = Job(
+                id=str(bull_job.id),
+                queue=self.name,
+                data=dict(bull_job.data or {}),
+                attempt=int(bull_job.attemptsMade) + 1,
+            )
+            task = asyncio.ensure_future(handler(job))
+            self._running[job.id] = task
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await asyncio.shield(task)
+            except Delay as delay:
+                await bull_job.moveToDelayed(round(time.time() * 1000) + delay.delay_ms, token)
+                raise DelayedError() from None
+            except asyncio.CancelledError:
+                if not self._handing_back:
+                    raise
+                # Stopped with the job unfinished: give it back without spending an attempt.
+                await bull_job.moveToDelayed(round(time.time() * 1000), token)
+                raise DelayedError() from None
+            except TimeoutError:
+                task.cancel()
+                raise
+            finally:
+                self._running.pop(job.id, None)
+
+        self._worker = BullWorker(
+            self.name,
+            process,
+            {
+                "connection": self.redis_url,
+                "prefix": PREFIX,
+                "concurrency": concurrency,
+                "lockDuration": self.lock_ms,
+                "stalledInterval": self.lock_ms,
+                "maxStalledCount": 1,
+                "removeOnComplete": True,
+                "removeOnFail": True,
+                "drainDelay": 5,
+            },
+        )
+
+    async def stop_worker(self, *, grace_s: float) -> None:
+        worker, self._worker = self._worker, None
+        if worker is None:
+            return
+        closing = asyncio.ensure_future(worker.close())
+        if self._running:
+            await asyncio.wait(list(self._running.values()), timeout=grace_s)
+        # What is still running is cut off and handed back to the queue.
+        self._handing_back = True
+        for task in list(self._running.values()):
+            task.cancel()
+        await closing
+        self._handing_back = False
+
+    async def close(self) -> None:
+        await self._queue.close()
+
+    @property
+    def bull_queue(self) -> BullQueue:
+        """The producer-side bullmq Queue (job schedulers are managed through it)."""
+        return self._queue

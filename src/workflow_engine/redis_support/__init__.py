@@ -1,0 +1,1 @@
+"""Redis-backed pieces of the distributed mode (queues live in `queue.bullmq`)."""

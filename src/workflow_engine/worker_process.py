@@ -1,0 +1,29 @@
+"""`workflow-engine workers`: a process of dispatch and execution workers (distributed mode)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from workflow_engine import bootstrap
+from workflow_engine.settings import Settings
+
+
+async def run_workers(settings: Settings, *, concurrency: int | None = None) -> None:
+    """Run until SIGTERM/SIGINT, then stop taking jobs and let running executions finish within
+    SHUTDOWN_GRACE_MS; what cannot finish is handed back (its lease expires and another worker
+    resumes it)."""
+    engine = await bootstrap.build(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await engine.start_workers(
+            concurrency=concurrency, say=lambda line: print(line, flush=True)
+        )
+        await stop.wait()
+        print("[Workflow Engine] Shutting down: finishing running executions...", flush=True)
+    finally:
+        await engine.stop()
+    print("[Workflow Engine] Stopped", flush=True)
