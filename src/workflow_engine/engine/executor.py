@@ -41,9 +41,6 @@ from workflow_engine.storage.db import Database
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SEQ_PER_DELIVERY = 1_000_000
-"""Event seq = delivery * 1e6 + n: increasing across redeliveries without shared state."""
-
 
 @dataclass(frozen=True)
 class ExecutorConfig:
@@ -100,6 +97,7 @@ class Executor:
         async with self.db.read() as conn:
             row = await store.get_execution(conn, claim.execution_id)
             done = await store.list_steps(conn, claim.execution_id)
+            last_seq = await store.last_event_seq(conn, claim.execution_id)
         version = await self.versions.get(row["workflow_version_id"])
         run = _Run(
             execution_id=row["id"],
@@ -109,7 +107,7 @@ class Executor:
             input=row["input"],
             started_at=row["started_at"],
             cancel=self.cancels.watch(row["id"]),
-            seq=claim.token * SEQ_PER_DELIVERY,
+            seq=last_seq,
         )
         for step_row in done:
             if step_row["status"] in (StepStatus.COMPLETED, StepStatus.SKIPPED):
@@ -133,8 +131,11 @@ class Executor:
         definition = run.version.definition
         timeout_ms = definition.timeoutMs or self.config.execution_timeout_ms
         if claim.first_start:
-            await self._write(run, logs=[("info", f"Execution started ({self._label(run)})", None)])
-            await self._emit(run, "started", {"input": run.input})
+            await self._write(
+                run,
+                logs=[("info", f"Execution started ({self._label(run)})", None)],
+                events=[("started", {"input": run.input, "status": "running"})],
+            )
         else:
             await self._write(
                 run,
@@ -215,6 +216,12 @@ class Executor:
                     },
                 ),
                 logs=[("info", f"Step '{name}' skipped: its condition is false", step_fields)],
+                events=[
+                    (
+                        "step_completed",
+                        {**step_fields, "status": "skipped", "durationMs": 0, "output": None},
+                    )
+                ],
             )
             run.outputs[step.key] = None
             return None
@@ -254,8 +261,8 @@ class Executor:
                             {**step_fields, "attempt": attempt},
                         )
                     ],
+                    events=[("step_started", {**step_fields, "attempt": attempt})],
                 )
-                await self._emit(run, "step_started", {**step_fields, "attempt": attempt})
                 timeout_ms = step.timeoutMs
                 ctx = StepContext(
                     execution_id=run.execution_id,
@@ -299,11 +306,9 @@ class Executor:
                                 {**fields, "nextDelayMs": decision.delay_ms},
                             )
                         ],
+                        events=[("step_retrying", {**fields, "nextDelayMs": decision.delay_ms})],
                     )
                     run.retries += 1
-                    await self._emit(
-                        run, "step_retrying", {**fields, "nextDelayMs": decision.delay_ms}
-                    )
                     await self._cancellable(run, asyncio.sleep(decision.delay_ms / 1000))
                     attempt += 1
                     continue
@@ -329,11 +334,9 @@ class Executor:
                             fields,
                         )
                     ],
+                    events=[("step_failed", {**fields, "durationMs": _ms_since(started_at)})],
                 )
                 run.current = None
-                await self._emit(
-                    run, "step_failed", {**fields, "durationMs": _ms_since(started_at)}
-                )
                 return f"Step '{name}' failed: {error}"
 
             output = self.secrets.redact(_jsonable(output))
@@ -358,20 +361,22 @@ class Executor:
                         {**step_fields, "attempt": attempt, "durationMs": duration},
                     )
                 ],
+                events=[
+                    (
+                        "step_completed",
+                        {
+                            **step_fields,
+                            "status": "completed",
+                            "attempt": attempt,
+                            "durationMs": duration,
+                            "output": output,
+                        },
+                    )
+                ],
             )
             run.outputs[step.key] = output
             run.last_output = output
             run.current = None
-            await self._emit(
-                run,
-                "step_completed",
-                {
-                    **step_fields,
-                    "attempt": attempt,
-                    "durationMs": duration,
-                    "output": output,
-                },
-            )
             return None
 
     def _render_config(self, step: StepDefinition, context: dict[str, Any]) -> tuple[Any, Any]:
@@ -432,9 +437,12 @@ class Executor:
         *,
         step: tuple[dict[str, Any], dict[str, Any]] | None = None,
         logs: Sequence[tuple[str, str, dict[str, Any] | None]] = (),
+        events: Sequence[tuple[str, dict[str, Any]]] = (),
     ) -> None:
-        """One fenced transaction: renew the lease, then the step row and log rows."""
+        """One fenced transaction: renew the lease, write the step row, the log rows and the
+        events (each log line is also a `log` event); publish the events once committed."""
         log_rows = [self._log_row(run, level, message, meta) for level, message, meta in logs]
+        pending = self._events(run, log_rows, events)
         async with self.db.write() as conn:
             cancel_requested = await store.fence(
                 conn, run.execution_id, run.token, lease_ms=self.config.lease_ms
@@ -443,19 +451,46 @@ class Executor:
                 where, values = step
                 await store.upsert_step(conn, run.execution_id, **where, values=values)
             await store.insert_logs(conn, log_rows)
+            await store.insert_events(conn, [event.row() for event in pending])
         if cancel_requested is not None:
             run.cancel.set()
+        await self._publish(pending)
+
+    def _events(
+        self,
+        run: _Run,
+        log_rows: Sequence[dict[str, Any]],
+        events: Sequence[tuple[str, dict[str, Any]]],
+    ) -> list[Event]:
+        """Number the events of one write: its log lines first, then the state changes."""
+        made = []
         for row in log_rows:
-            await self._emit(
-                run,
-                "log",
-                {
-                    "level": row["level"],
-                    "message": row["message"],
-                    "metadata": row["metadata"],
-                    "logId": row["id"],
-                },
-            )
+            data = {
+                "level": row["level"],
+                "message": row["message"],
+                "metadata": row["metadata"],
+                "logId": row["id"],
+            }
+            made.append(self._event(run, "log", data, row["timestamp"]))
+        for event_type, data in events:
+            made.append(self._event(run, event_type, data, datetime.now(UTC)))
+        return made
+
+    @staticmethod
+    def _event(run: _Run, event_type: str, data: dict[str, Any], stamp: datetime) -> Event:
+        run.seq += 1
+        return Event(
+            type=event_type,
+            execution_id=run.execution_id,
+            workflow_id=run.workflow_id,
+            seq=run.seq,
+            data=data,
+            timestamp=stamp,
+        )
+
+    async def _publish(self, events: Sequence[Event]) -> None:
+        for event in events:
+            await self.bus.publish(event)
 
     def _log_row(
         self, run: _Run, level: str, message: str, meta: dict[str, Any] | None
@@ -493,15 +528,15 @@ class Executor:
                 },
             ),
             logs=[("warn", f"Step '{name}' stopped: {error}", fields)],
+            events=[("step_failed", {**fields, "durationMs": _ms_since(started_at)})],
         )
-        await self._emit(run, "step_failed", {**fields, "durationMs": _ms_since(started_at)})
 
     async def _finish(
         self, run: _Run, status: ExecutionStatus, *, output: Any = None, error: str | None = None
     ) -> None:
-        level = "info" if status == ExecutionStatus.COMPLETED else "error"
-        if status == ExecutionStatus.CANCELLED:
-            level = "warn"
+        level = {ExecutionStatus.COMPLETED: "info", ExecutionStatus.CANCELLED: "warn"}.get(
+            status, "error"
+        )
         async with self.db.write() as conn:
             await store.fence(conn, run.execution_id, run.token, lease_ms=self.config.lease_ms)
             if run.retries:
@@ -516,30 +551,15 @@ class Executor:
                 ExecutionStatus.CANCELLED: f"Execution cancelled after {duration} ms",
             }[status]
             row = self._log_row(run, level, text, {"durationMs": duration})
+            data: dict[str, Any] = {"durationMs": duration, "status": status.value}
+            if status == ExecutionStatus.COMPLETED:
+                data["output"] = output
+            else:
+                data["error"] = error
+            pending = self._events(run, [row], [(status.value, data)])
             await store.insert_logs(conn, [row])
-        await self._emit(
-            run,
-            "log",
-            {"level": level, "message": text, "metadata": row["metadata"], "logId": row["id"]},
-        )
-        data: dict[str, Any] = {"durationMs": duration, "status": status.value}
-        if status == ExecutionStatus.COMPLETED:
-            data["output"] = output
-        else:
-            data["error"] = error
-        await self._emit(run, status.value, data)
-
-    async def _emit(self, run: _Run, event_type: str, data: dict[str, Any]) -> None:
-        run.seq += 1
-        await self.bus.publish(
-            Event(
-                type=event_type,
-                execution_id=run.execution_id,
-                workflow_id=run.workflow_id,
-                seq=run.seq,
-                data=data,
-            )
-        )
+            await store.insert_events(conn, [event.row() for event in pending])
+        await self._publish(pending)
 
     async def _heartbeat(self, run: _Run) -> None:
         """Renew the lease while steps run, and pick up cancel requests made in the database."""

@@ -36,6 +36,27 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
     timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
 
+    def row(self) -> dict[str, Any]:
+        """The `execution_events` row."""
+        return {
+            "execution_id": self.execution_id,
+            "seq": self.seq,
+            "type": self.type,
+            "data": self.data,
+            "timestamp": self.timestamp,
+        }
+
+    @classmethod
+    def from_row(cls, row: Any, workflow_id: str) -> Event:
+        return cls(
+            type=row["type"],
+            execution_id=row["execution_id"],
+            workflow_id=workflow_id,
+            seq=row["seq"],
+            data=row["data"],
+            timestamp=row["timestamp"],
+        )
+
     def payload(self) -> dict[str, Any]:
         """The JSON sent to clients: the event's fields plus the common ones."""
         return {

@@ -20,7 +20,12 @@ from workflow_engine.domain.status import ExecutionStatus, StepStatus
 from workflow_engine.errors import LeaseLost, NotFound
 from workflow_engine.ids import new_id
 from workflow_engine.storage.pagination import Cursor, keyset_before
-from workflow_engine.storage.tables import execution_logs, execution_steps, executions
+from workflow_engine.storage.tables import (
+    execution_events,
+    execution_logs,
+    execution_steps,
+    executions,
+)
 
 RUNNING = ExecutionStatus.RUNNING.value
 PENDING = ExecutionStatus.PENDING.value
@@ -370,6 +375,34 @@ async def copy_completed_steps(
 async def insert_logs(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     if rows:
         await conn.execute(execution_logs.insert(), rows)
+
+
+async def insert_events(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(execution_events.insert(), rows)
+
+
+async def last_event_seq(conn: AsyncConnection, execution_id: str) -> int:
+    """The highest event seq stored for the execution (0 if none): a redelivery goes on from it."""
+    value = await conn.scalar(
+        select(func.max(execution_events.c.seq)).where(
+            execution_events.c.execution_id == execution_id
+        )
+    )
+    return int(value or 0)
+
+
+async def list_events(
+    conn: AsyncConnection, execution_id: str, *, after_seq: int = 0, limit: int = 10_000
+) -> list[RowMapping]:
+    """Stored events in seq order: what a late or reconnecting subscriber missed."""
+    query = (
+        select(execution_events)
+        .where(execution_events.c.execution_id == execution_id, execution_events.c.seq > after_seq)
+        .order_by(execution_events.c.seq)
+        .limit(limit)
+    )
+    return list((await conn.execute(query)).mappings())
 
 
 # --- reconciliation ------------------------------------------------------------------------------

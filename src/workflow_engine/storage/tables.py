@@ -188,3 +188,14 @@ execution_logs = Table(
     Column("timestamp", UTCDateTime, nullable=False),
     Index("ix_execution_logs_execution_id_timestamp", "execution_id", "timestamp"),
 )
+
+execution_events = Table(
+    "execution_events",
+    metadata,
+    _id("execution_id", ForeignKey("executions.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("type", String(32), nullable=False),
+    Column("data", Json, nullable=False),
+    Column("timestamp", UTCDateTime, nullable=False),
+)
+"""Every event sent for an execution, in `seq` order: a subscriber catches up from here."""
