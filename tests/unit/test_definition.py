@@ -24,8 +24,14 @@ def test_design_example_is_accepted() -> None:
             rateLimitPerMinute=None,
             steps=[
                 {"key": "greet", "name": "Greet", "type": "transform", "config": {"output": 1}},
-                {"key": "call", "type": "http", "if": "{{ input.call }}", "retryMaxAttempts": 5,
-                 "timeoutMs": 10000, "config": {"url": "https://x"}},
+                {
+                    "key": "call",
+                    "type": "http",
+                    "if": "{{ input.call }}",
+                    "retryMaxAttempts": 5,
+                    "timeoutMs": 10000,
+                    "config": {"url": "https://x"},
+                },
             ],
             triggers=[{"type": "schedule", "cron": "*/5 * * * *", "timezone": "Europe/Paris"}],
         )

@@ -42,7 +42,8 @@ def test_plain_strings_are_left_alone() -> None:
         "{{ input.nope.deeper }}",
         "{{ 'a' * 10000000 }}",
         "{{ 2 ** 100000 }}",
-        "{% for i in range(10000) %}{% for j in range(10000) %}{{ i.real }}{% endfor %}{% endfor %}",
+        "{% for i in range(10000) %}{% for j in range(10000) %}{{ i.real }}{% endfor %}"
+        "{% endfor %}",
         "{{ unclosed",
     ],
 )
