@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+VENDOR := src/workflow_engine/web/static/vendor
+SOCKETIO_JS := $(VENDOR)/socket.io.min.js
 
 .PHONY: install run test lint format lock clean
 
@@ -16,7 +18,15 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $@
 
-install: $(STAMP)
+# Browser JavaScript comes from npm at set-up into a gitignored folder: nothing third-party is
+# committed. package-lock.json pins it without recording any download URL (.npmrc).
+$(SOCKETIO_JS): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(VENDOR)
+	cp node_modules/socket.io-client/dist/socket.io.min.js node_modules/socket.io-client/dist/socket.io.min.js.map $(VENDOR)/
+	@touch $@
+
+install: $(STAMP) $(SOCKETIO_JS)
 
 run: install
 	$(BIN)/workflow-engine migrate
@@ -38,5 +48,11 @@ format: install
 lock: install
 	$(BIN)/uv pip compile pyproject.toml --extra dev -o requirements.txt --python-version 3.11 --quiet
 
+# Benchmark (bounded, ~13 min): our engine next to bullmq, Celery and DBOS -> bench/RESULTS.md.
+# The peers go into bench/.venv-peers. BENCH_ARGS=--quick for a smoke run, --only NAME for one.
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts node_modules $(VENDOR)

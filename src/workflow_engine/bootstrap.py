@@ -21,7 +21,8 @@ from workflow_engine.engine.secrets import Secrets
 from workflow_engine.engine.service import EngineService
 from workflow_engine.engine.workers import Dispatcher, ExecutionRunner
 from workflow_engine.errors import ConfigurationError
-from workflow_engine.events.bus import LocalEventBus
+from workflow_engine.events.bus import EventBus, LocalEventBus
+from workflow_engine.events.redis_bus import RedisEventBus
 from workflow_engine.net.guard import make_http_client
 from workflow_engine.queue.base import (
     DISPATCH_OPTIONS,
@@ -49,7 +50,7 @@ class Engine:
     settings: Settings
     db: Database
     registry: StepRegistry
-    bus: LocalEventBus
+    bus: EventBus
     cancels: CancelSignals
     dispatch_queue: JobQueue
     execution_queue: JobQueue
@@ -127,10 +128,10 @@ EXECUTION_JOB_TIMEOUT_MS = 86_400_000 + 60_000
 
 async def build(settings: Settings, *, registry: StepRegistry | None = None) -> Engine:
     """Assemble the engine for `settings`; migrates the database first."""
-    db = Database(settings.resolved_database_url)
+    db = Database(settings.resolved_database_url, pool_size=settings.db_pool_size)
     await migrate.upgrade(db)
     registry = registry or default_registry()
-    bus = LocalEventBus()
+    bus: EventBus = LocalEventBus()
     closers: list[Callable[[], Awaitable[None]]] = []
     is_leader: Callable[[], Awaitable[bool]] | None = None
     cancels: CancelSignals
@@ -154,6 +155,10 @@ async def build(settings: Settings, *, registry: StepRegistry | None = None) -> 
         redis_cancels = RedisCancelSignals(url)
         redis_cancels.start_listening()
         closers.append(redis_cancels.close)
+        # Workers publish events on a Redis channel; `serve` listens and feeds Socket.io.
+        redis_bus = RedisEventBus(url)
+        closers.append(redis_bus.close)
+        bus = redis_bus
         cancels = redis_cancels
         leader = RedisLeaderLock(url, ttl_ms=max(3 * settings.reconcile_interval_ms, 5_000))
         closers.append(leader.release)
@@ -205,6 +210,7 @@ async def build(settings: Settings, *, registry: StepRegistry | None = None) -> 
         execution_queue,
         interval_ms=settings.reconcile_interval_ms,
         is_leader=is_leader,
+        also=schedule_sync.sync if schedule_sync is not None else None,
     )
     return Engine(
         settings=settings,

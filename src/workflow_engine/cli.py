@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -51,6 +52,7 @@ def serve(
 
     from workflow_engine.api.app import create_app
     from workflow_engine.api.auth import resolve_token
+    from workflow_engine.storage.db import async_url
 
     settings = _settings()
     if host:
@@ -58,12 +60,13 @@ def serve(
     if port:
         settings.port = port
     try:
+        async_url(settings.resolved_database_url)  # a bad DATABASE_URL: one line, not a traceback
         token, generated = resolve_token(settings)
     except ConfigurationError as exc:
         _fail(str(exc), 2)
         return
     documents = _load_documents(apply or [])
-    application = create_app(settings, token=token, documents=documents)
+    application = _StartupErrors(create_app(settings, token=token, documents=documents))
     url = f"http://{settings.host}:{settings.port}"
     typer.echo(f"[Workflow Engine] Listening on {url}")
     if token is None:
@@ -74,13 +77,56 @@ def serve(
         )
     elif not settings.api_token:
         typer.echo(f"[Workflow Engine] API token: see {settings.token_file}")
-    uvicorn.run(
-        application,
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        timeout_graceful_shutdown=max(1, settings.shutdown_grace_ms // 1000),
-    )
+    # uvicorn re-raises the SIGTERM/SIGINT that stopped it once it has shut down gracefully, which
+    # would end the process by that signal (or a KeyboardInterrupt). A graceful stop exits 0.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
+    try:
+        uvicorn.run(
+            application,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            timeout_graceful_shutdown=max(1, settings.shutdown_grace_ms // 1000),
+        )
+    except SystemExit:
+        if application.error is not None:
+            _fail(str(application.error), 2)
+        raise
+
+
+class _StartupErrors:
+    """ASGI wrapper: a ConfigurationError raised while the app starts (database unreachable, a
+    bad `--apply` file) makes `serve` print its message and exit 2, not dump a traceback."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.error: ConfigurationError | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        held: list[Any] = []
+
+        async def held_send(message: Any) -> None:
+            if message["type"] == "lifespan.startup.failed":  # its message is a traceback
+                held.append(message)
+            else:
+                await send(message)
+
+        try:
+            await self.app(scope, receive, held_send)
+        except ConfigurationError as exc:
+            if not held:
+                raise
+            self.error = exc
+            await send({"type": "lifespan.startup.failed", "message": ""})
+            return
+        finally:
+            if held and self.error is None:
+                await send(held[0])
 
 
 @app.command()
@@ -106,9 +152,14 @@ def migrate() -> None:
 
 @app.command()
 def workers(
-    concurrency: Annotated[int | None, typer.Option(help="Executions run at once")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Executions run at once (EXECUTION_CONCURRENCY)")
+    ] = None,
 ) -> None:
-    """Run dispatch and execution workers (distributed mode: needs REDIS_URL)."""
+    """Run dispatch and execution workers (distributed mode: needs REDIS_URL); any number of
+    these processes may run. SIGTERM/SIGINT: finish running executions, then exit 0."""
+    from workflow_engine.worker_process import run_workers
+
     settings = _settings()
     if not settings.redis_url:
         _fail(
@@ -116,7 +167,12 @@ def workers(
             "serve` runs the workers itself.",
             2,
         )
-    _fail("the distributed mode is not available in this version yet", 2)
+    if concurrency is not None and concurrency < 1:
+        _fail("--concurrency must be at least 1", 2)
+    try:
+        asyncio.run(run_workers(settings, concurrency=concurrency))
+    except ConfigurationError as exc:
+        _fail(str(exc), 2)
 
 
 # --- client commands (talk to a running server) ---------------------------------------------

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     auth_disabled: bool = Field(default=False, description="Only honoured on a loopback bind")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    db_pool_size: int = Field(
+        default=10, ge=2, le=500, description="PostgreSQL connections per process"
+    )
     execution_concurrency: int = Field(default=5, ge=1, le=1000)
     execution_timeout_ms: int = Field(default=300_000, ge=1)
     lease_ms: int = Field(default=30_000, ge=500)

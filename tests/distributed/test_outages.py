@@ -141,3 +141,21 @@ def test_workers_print_the_seed_lines_and_queue_counts_agree(
         queues = client.get("/api/queues").json()["queues"]
     assert llen == "7"
     assert queues["workflow-dispatch"]["waiting"] == 7
+
+
+def test_executions_are_accepted_while_redis_is_down(
+    fresh_pg: str, redis_server: RedisServer, make_cluster: MakeCluster
+) -> None:
+    cluster = make_cluster(fresh_pg, redis_server.url)
+    serve = cluster.start_serve()
+    cluster.start_workers(1)
+    with serve.client() as client:
+        client.post("/api/workflows", json=WORKFLOW)
+        redis_server.stop()
+        started = time.monotonic()
+        response = client.post("/api/workflows/steady/execute", json={"input": {"n": 1}})
+        assert response.status_code == 202, response.text
+        assert time.monotonic() - started < 5
+        redis_server.start()
+    counts = _wait_completed(fresh_pg, 1, timeout=60)
+    assert counts == {"completed": 1}

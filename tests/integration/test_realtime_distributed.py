@@ -86,7 +86,7 @@ async def test_events_from_a_workers_process_reach_a_client_of_serve(cluster: Cl
         await monitor.wait_final(execution_id, timeout=30)
         expected = ["started", *["step_started", "step_completed"] * 3, "completed"]
         assert follower.names(execution_id) == expected
-        assert monitor.names(execution_id) == expected
+        assert monitor.names(execution_id) == ["started", "completed"]
         seqs = [p["seq"] for _, p in follower.of(execution_id)]
         assert seqs == list(range(1, len(seqs) + 1))
         assert all(p["timestamp"].endswith("Z") for _, p in follower.of(execution_id))

@@ -140,7 +140,9 @@ class Serve:
         return self.stderr_path.read_text(errors="replace")
 
     def logs(self) -> str:
+        state = "running" if self.proc.poll() is None else f"exit code {self.proc.returncode}"
         return (
+            f"--- pid {self.proc.pid} ({state}) ---\n"
             f"--- {self.stdout_path} ---\n{self.stdout()[-6000:]}\n"
             f"--- {self.stderr_path} ---\n{self.stderr()[-6000:]}"
         )

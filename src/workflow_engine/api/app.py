@@ -1,4 +1,4 @@
-"""The ASGI application: REST API (and, later, Socket.io and the UI) over one engine."""
+"""The ASGI application: REST API, Socket.io (`/api/socket`) and the monitoring UI."""
 
 from __future__ import annotations
 
@@ -9,16 +9,19 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
 from workflow_engine import bootstrap
 from workflow_engine.api import errors
 from workflow_engine.api.middleware import ApiGuard
+from workflow_engine.api.realtime import Realtime, SocketMount
 from workflow_engine.api.routes import executions, system, workflows
 from workflow_engine.domain.definition import WorkflowDefinition
 from workflow_engine.errors import ConfigurationError, WorkflowEngineError
 from workflow_engine.settings import Settings
 from workflow_engine.steps.registry import StepRegistry
+from workflow_engine.web import auth_pages, execution_pages, render, workflow_pages
 
 
 def create_app(
@@ -34,16 +37,21 @@ def create_app(
     `documents` are workflow files to create or update before the workers start.
     """
 
+    realtime = Realtime(settings, token=token)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = await bootstrap.build(settings, registry=registry)
         app.state.engine = engine
+        # Before the workers start, so no event of this process's executions goes unseen.
+        await realtime.start(engine.db, engine.bus)
         for path, document in documents:
             try:
                 definition = WorkflowDefinition.model_validate(document)
                 await engine.service.apply_workflow(definition)
             except (ValidationError, WorkflowEngineError) as exc:
                 await engine.stop(grace_s=0)
+                await realtime.stop()
                 raise ConfigurationError(f"{path}: {exc}") from exc
         # Embedded: this process runs the workers too. Distributed: `workflow-engine workers` does.
         if start_workers if start_workers is not None else engine.mode == "embedded":
@@ -51,7 +59,10 @@ def create_app(
         try:
             yield
         finally:
-            await engine.stop()
+            try:
+                await engine.stop()
+            finally:
+                await realtime.stop()
 
     app = FastAPI(
         title="workflow-engine",
@@ -60,9 +71,15 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.max_body_bytes = settings.max_body_bytes
+    app.state.realtime = realtime
+    app.state.token = token
     errors.install(app)
     for router in (workflows.router, executions.router, system.router):
         app.include_router(router)
+    render.install(app)
+    for router in (auth_pages.router, workflow_pages.router, execution_pages.router):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=render.STATIC_DIR), name="static")
     app.add_middleware(ApiGuard, token=token, max_body_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
@@ -71,4 +88,6 @@ def create_app(
             allow_methods=["*"],
             allow_headers=["*"],
         )
+    # Outermost: Socket.io answers its own path (it authenticates on connect) before the guard.
+    app.add_middleware(SocketMount, realtime=realtime)
     return app

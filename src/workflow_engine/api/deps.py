@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
@@ -34,9 +35,51 @@ async def json_body(request: Request) -> Any:
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        value = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
+    except (UnicodeDecodeError, json.JSONDecodeError, _NotJson) as exc:
         raise HTTPException(400, f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise HTTPException(400, f"request body is nested deeper than {MAX_DEPTH} levels") from None
+    problem = _unstorable(value)
+    if problem:
+        raise HTTPException(422, f"request body {problem}")
+    return value
+
+
+MAX_DEPTH = 128
+"""Deeper JSON is refused: it could not be stored, rendered or returned safely."""
+
+
+class _NotJson(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise _NotJson(f"number {text[:40]} is out of range")
+    return number
+
+
+def _unstorable(value: Any) -> str | None:
+    """Why the databases could not store `value` (NUL characters, too deep), if they cannot."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"is nested deeper than {MAX_DEPTH} levels"
+        if isinstance(item, str) and "\x00" in item:
+            return "must not contain NUL characters (\\u0000)"
+        if isinstance(item, dict):
+            stack.extend((key, depth) for key in item)
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return None
 
 
 async def json_object(body: Annotated[Any, Depends(json_body)]) -> dict[str, Any]:

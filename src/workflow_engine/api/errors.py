@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from workflow_engine.api.middleware import BodyTooLarge
@@ -67,6 +68,16 @@ def install(app: FastAPI) -> None:
         if status == 500:
             log.error("unexpected engine error: %s", exc)
         return JSONResponse(error_body(exc.message), status_code=status)
+
+    @app.exception_handler(DBAPIError)
+    async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
+        # The client's request was fine; the database is not reachable right now.
+        log.warning("database error answering a request: %s", exc.orig)
+        return JSONResponse(
+            error_body("the database is unavailable right now; try again shortly"),
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(BodyTooLarge)
     async def _too_large(request: Request, _: BodyTooLarge) -> JSONResponse:

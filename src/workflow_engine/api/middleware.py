@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from workflow_engine.api.auth import token_matches
+from workflow_engine.api.session import csrf_ok, request_has_session
 
 OPEN_PATHS = ("/api/health",)
 
@@ -31,7 +32,8 @@ async def _reply(
 
 
 class ApiGuard:
-    """For `/api/*` requests: require the bearer token, cap the body, require JSON bodies."""
+    """For `/api/*` requests: require the bearer token (or the UI's session cookie), cap the body,
+    require JSON bodies."""
 
     def __init__(self, app: ASGIApp, *, token: str | None, max_body_bytes: int) -> None:
         self.app = app
@@ -50,13 +52,22 @@ class ApiGuard:
             and needs_token
             and not token_matches(self.token, headers.get("authorization"))
         ):
-            await _reply(
-                send,
-                401,
-                "missing or invalid API token: send the header 'Authorization: Bearer <token>'",
-                [(b"www-authenticate", b"Bearer")],
-            )
-            return
+            if not request_has_session(self.token, headers):
+                await _reply(
+                    send,
+                    401,
+                    "missing or invalid API token: send the header 'Authorization: Bearer <token>'",
+                    [(b"www-authenticate", b"Bearer")],
+                )
+                return
+            if not csrf_ok(scope["method"], headers):
+                await _reply(
+                    send,
+                    403,
+                    "a browser session may change state only from the engine's own pages "
+                    "(send X-Requested-With from the same origin)",
+                )
+                return
         if scope["method"] in ("POST", "PUT", "PATCH"):
             length = headers.get("content-length")
             if length and length.isdigit() and int(length) > self.max_body:

@@ -104,10 +104,24 @@ class WorkflowDefinition(_Strict):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+def _cron(expression: str, start: datetime) -> croniter:
+    # Six fields put the seconds first, as BullMQ (cron-parser) reads them.
+    return croniter(expression, start, second_at_beginning=len(expression.split()) == 6)
+
+
 def validate_cron(expression: str) -> None:
-    """Raise ValueError unless `expression` is a 5-field cron expression."""
-    if len(expression.split()) != 5 or not croniter.is_valid(expression):
-        raise ValueError(f"invalid cron expression {expression!r} (expected 5 fields)")
+    """Raise ValueError unless `expression` is a cron expression of 5 fields (minute first) or 6
+    (second first, as in BullMQ) that fires at some date."""
+    fields = len(expression.split())
+    if fields not in (5, 6) or not croniter.is_valid(expression, second_at_beginning=fields == 6):
+        raise ValueError(
+            f"invalid cron expression {expression!r} (expected 5 fields, or 6 with seconds first)"
+        )
+    try:
+        # Valid fields can still name no date at all (`0 0 30 2 *`): such a trigger never fires.
+        _cron(expression, datetime(2000, 1, 1)).get_next(datetime)
+    except ValueError as exc:
+        raise ValueError(f"cron expression {expression!r} never fires") from exc
 
 
 def validate_timezone(name: str) -> ZoneInfo:
@@ -122,5 +136,5 @@ def next_fire_time(cron: str, timezone: str, after: datetime) -> datetime:
     """The first slot of `cron` (read in `timezone`) strictly after `after` (aware)."""
     zone = validate_timezone(timezone)
     local = after.astimezone(zone)
-    result: datetime = croniter(cron, local).get_next(datetime)
+    result: datetime = _cron(cron, local).get_next(datetime)
     return result

@@ -1,7 +1,7 @@
 """Runs one claimed execution: its steps in order, with retries, timeouts, cancel and checkpoints.
 
-Every write goes through a fenced transaction (see `storage.executions.fence`), so only the
-current owner of the execution writes. A step's result is committed before the next step starts;
+Every write goes through the group-committing `ExecutionWriter`, fenced, so only the current
+owner of the execution writes. A step's result is committed before the next step starts;
 a redelivered execution skips the steps already `completed` or `skipped`.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -37,6 +38,7 @@ from workflow_engine.steps.base import StepContext
 from workflow_engine.steps.registry import StepRegistry
 from workflow_engine.storage import executions as store
 from workflow_engine.storage.db import Database
+from workflow_engine.storage.writer import ExecutionWriter, Finish, StepWrite, WriteOp
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -64,6 +66,8 @@ class _Run:
     outputs: dict[str, Any] = field(default_factory=dict)
     last_output: Any = None
     retries: int = 0
+    step_rows: set[str] = field(default_factory=set)
+    """Keys of the steps that have a row (written by this or an earlier delivery)."""
     current: tuple[dict[str, Any], datetime, str] | None = None
     """The step being tried: (row key fields, first start, display name)."""
 
@@ -89,6 +93,7 @@ class Executor:
         self.secrets = secrets
         self.config = config
         self.versions = versions or VersionCache(db)
+        self.writer = ExecutionWriter(db, lease_ms=config.lease_ms)
 
     # --- entry point ----------------------------------------------------------------------------
 
@@ -109,6 +114,7 @@ class Executor:
             cancel=self.cancels.watch(row["id"]),
             seq=last_seq,
         )
+        run.step_rows = {step_row["step_key"] for step_row in done}
         for step_row in done:
             if step_row["status"] in (StepStatus.COMPLETED, StepStatus.SKIPPED):
                 run.outputs[step_row["step_key"]] = step_row["output"]
@@ -234,6 +240,7 @@ class Executor:
                 if condition_error is not None:
                     raise condition_error
                 config, stored_input = self._render_config(step, context)
+                stored_input = _jsonable(stored_input)
                 step_type = self.registry.get(step.type)
                 if step_type is None:
                     raise NonRetryableStepError(f"unknown step type {step.type!r}")
@@ -443,15 +450,39 @@ class Executor:
         events (each log line is also a `log` event); publish the events once committed."""
         log_rows = [self._log_row(run, level, message, meta) for level, message, meta in logs]
         pending = self._events(run, log_rows, events)
-        async with self.db.write() as conn:
-            cancel_requested = await store.fence(
-                conn, run.execution_id, run.token, lease_ms=self.config.lease_ms
+        step_write = None
+        if step is not None:
+            where, values = step
+            key = where["step_key"]
+            if key in run.step_rows:
+                step_write = StepWrite(key, values)
+            else:
+                row = {
+                    "id": new_id(),
+                    "step_id": where["step_id"],
+                    "position": where["position"],
+                    "retry_count": 0,
+                    "status": StepStatus.PENDING.value,
+                    "input": None,
+                    "output": None,
+                    "error": None,
+                    "started_at": None,
+                    "completed_at": None,
+                    "duration_ms": None,
+                    **values,
+                }
+                step_write = StepWrite(key, row, insert=True)
+        cancel_requested = await self.writer.submit(
+            WriteOp(
+                run.execution_id,
+                run.token,
+                step=step_write,
+                logs=log_rows,
+                events=[event.row() for event in pending],
             )
-            if step is not None:
-                where, values = step
-                await store.upsert_step(conn, run.execution_id, **where, values=values)
-            await store.insert_logs(conn, log_rows)
-            await store.insert_events(conn, [event.row() for event in pending])
+        )
+        if step_write is not None:
+            run.step_rows.add(step_write.step_key)
         if cancel_requested is not None:
             run.cancel.set()
         await self._publish(pending)
@@ -537,28 +568,37 @@ class Executor:
         level = {ExecutionStatus.COMPLETED: "info", ExecutionStatus.CANCELLED: "warn"}.get(
             status, "error"
         )
-        async with self.db.write() as conn:
-            await store.fence(conn, run.execution_id, run.token, lease_ms=self.config.lease_ms)
-            if run.retries:
-                await store.add_retries(conn, run.execution_id, run.retries)
-            completed_at = await store.finish(
-                conn, run.execution_id, run.token, status=status, output=output, error=error
+        completed_at = datetime.now(UTC)
+        duration = int((completed_at - run.started_at).total_seconds() * 1000)
+        text = {
+            ExecutionStatus.COMPLETED: f"Execution completed in {duration} ms",
+            ExecutionStatus.FAILED: f"Execution failed after {duration} ms: {error}",
+            ExecutionStatus.CANCELLED: f"Execution cancelled after {duration} ms",
+        }[status]
+        row = self._log_row(run, level, text, {"durationMs": duration})
+        data: dict[str, Any] = {"durationMs": duration, "status": status.value}
+        if status == ExecutionStatus.COMPLETED:
+            data["output"] = output
+        else:
+            data["error"] = error
+        pending = self._events(run, [row], [(status.value, data)])
+        finish = Finish(
+            status=status,
+            output=output,
+            error=error,
+            completed_at=completed_at,
+            duration_ms=duration,
+            retries=run.retries,
+        )
+        await self.writer.submit(
+            WriteOp(
+                run.execution_id,
+                run.token,
+                logs=[row],
+                events=[event.row() for event in pending],
+                finish=finish,
             )
-            duration = int((completed_at - run.started_at).total_seconds() * 1000)
-            text = {
-                ExecutionStatus.COMPLETED: f"Execution completed in {duration} ms",
-                ExecutionStatus.FAILED: f"Execution failed after {duration} ms: {error}",
-                ExecutionStatus.CANCELLED: f"Execution cancelled after {duration} ms",
-            }[status]
-            row = self._log_row(run, level, text, {"durationMs": duration})
-            data: dict[str, Any] = {"durationMs": duration, "status": status.value}
-            if status == ExecutionStatus.COMPLETED:
-                data["output"] = output
-            else:
-                data["error"] = error
-            pending = self._events(run, [row], [(status.value, data)])
-            await store.insert_logs(conn, [row])
-            await store.insert_events(conn, [event.row() for event in pending])
+        )
         await self._publish(pending)
 
     async def _heartbeat(self, run: _Run) -> None:
@@ -567,10 +607,7 @@ class Executor:
         while True:
             await asyncio.sleep(interval)
             try:
-                async with self.db.write() as conn:
-                    requested = await store.fence(
-                        conn, run.execution_id, run.token, lease_ms=self.config.lease_ms
-                    )
+                requested = await self.writer.submit(WriteOp(run.execution_id, run.token))
             except LeaseLost:
                 log.warning("execution %s: lease lost during a step", run.execution_id)
                 run.cancel.set()
@@ -592,7 +629,7 @@ def _ms_since(start: datetime) -> int:
 
 
 def _error_text(exc: BaseException) -> str:
-    text = str(exc).strip()
+    text = str(exc).strip().replace("\x00", "\ufffd")
     if isinstance(exc, StepError):
         return text or type(exc).__doc__ or "Step failed"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -607,10 +644,15 @@ def _validation_message(step_type: str, exc: ValidationError) -> str:
 
 
 def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, str | int | float | bool):
+    """`value` as JSON both databases can store: PostgreSQL refuses NUL characters and NaN."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, int | float | bool):
         return value
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {_jsonable(str(k)): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     if hasattr(value, "model_dump"):

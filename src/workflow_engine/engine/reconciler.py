@@ -28,9 +28,12 @@ class Reconciler:
         *,
         interval_ms: int,
         is_leader: Callable[[], Awaitable[bool]] | None = None,
+        also: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.db = db
         self.is_leader = is_leader
+        self.also = also
+        """Extra upkeep run on each leader pass (re-registering schedules lost with Redis)."""
         self.dispatch_queue = dispatch_queue
         self.execution_queue = execution_queue
         self.interval_ms = interval_ms
@@ -47,8 +50,7 @@ class Reconciler:
             queued += await self.dispatch_queue.add(execution_id)
         if pending:
             async with self.db.write() as conn:
-                for execution_id in pending:
-                    await ex_store.touch(conn, execution_id)
+                await ex_store.touch(conn, pending)
         for execution_id in expired:
             queued += await self.execution_queue.add(execution_id)
         if queued:
@@ -61,6 +63,8 @@ class Reconciler:
             try:
                 if self.is_leader is None or await self.is_leader():
                     await self.run_once()
+                    if self.also is not None:
+                        await self.also()
             except asyncio.CancelledError:
                 raise
             except Exception:

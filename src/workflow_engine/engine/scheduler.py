@@ -58,13 +58,15 @@ class Scheduler:
                 continue
             key = f"schedule:{trigger_id}:{slot.isoformat()}"
             try:
-                await self.service.execute(
+                started = await self.service.execute(
                     config["workflow_id"],
                     config.get("input") or {},
                     idempotency_key=key,
                     trigger_id=trigger_id,
                 )
-                fired += 1
+                # A slot that already has its execution (restart, second scheduler) starts none.
+                if started.created:
+                    fired += 1
             except Exception:
                 log.exception("schedule trigger %s could not start its execution", trigger_id)
             following = next_fire_time(config["cron"], config.get("timezone", "UTC"), now)

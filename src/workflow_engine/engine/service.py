@@ -5,6 +5,8 @@ Mode-agnostic: it is handed the database, the queues and the cancel signals by `
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +23,8 @@ from workflow_engine.storage import executions as ex_store
 from workflow_engine.storage import workflows as wf_store
 from workflow_engine.storage.db import Database
 
+log = logging.getLogger(__name__)
+ENQUEUE_TIMEOUT_S = 3.0
 TriggersChanged = Callable[[], Awaitable[None]]
 
 
@@ -126,8 +130,14 @@ class EngineService:
         await self._triggers_changed([])
 
     async def _triggers_changed(self, triggers: list[TriggerDefinition] | None) -> None:
-        if self._on_triggers_changed is not None and triggers is not None:
-            await self._on_triggers_changed()
+        if self._on_triggers_changed is None or triggers is None:
+            return
+        try:
+            async with asyncio.timeout(ENQUEUE_TIMEOUT_S):
+                await self._on_triggers_changed()
+        except Exception as exc:
+            # Saved in the database; the reconciler's periodic sync registers it later.
+            log.warning("schedules not synced yet (%s); they will be shortly", exc)
 
     # --- executions -----------------------------------------------------------------------------
 
@@ -168,8 +178,7 @@ class EngineService:
                 if existing is None:
                     raise
                 return Started(existing["id"], existing["status"], created=False)
-        # After the commit: if this enqueue is lost, the reconciler finds the pending row.
-        await self.dispatch_queue.add(execution_id)
+        await self._enqueue(execution_id)
         return Started(execution_id, ExecutionStatus.PENDING.value, created=True)
 
     async def fire_trigger(
@@ -187,8 +196,14 @@ class EngineService:
         )
 
     async def cancel(self, execution_id: str) -> str:
+        """Cancel a pending or running execution (again: a no-op); a finished one is a Conflict."""
         async with self.db.write() as conn:
             status = await ex_store.request_cancel(conn, execution_id)
+        if status in (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED):
+            raise Conflict(
+                f"execution {execution_id!r} is already {status}; only pending or running "
+                "executions can be cancelled"
+            )
         if status == ExecutionStatus.RUNNING:
             await self.cancels.request(execution_id)
         return status
@@ -218,5 +233,18 @@ class EngineService:
             )
             new_id = await ex_store.insert_execution(conn, new)
             await ex_store.copy_completed_steps(conn, execution_id, new_id, carried)
-        await self.dispatch_queue.add(new_id)
+        await self._enqueue(new_id)
         return new_id
+
+    async def _enqueue(self, execution_id: str) -> None:
+        """Queue the dispatch job of a committed `pending` row. If the queue is unreachable
+        (Redis restarting) the row is still accepted: the reconciler queues it later."""
+        try:
+            async with asyncio.timeout(ENQUEUE_TIMEOUT_S):
+                await self.dispatch_queue.add(execution_id)
+        except Exception as exc:
+            log.warning(
+                "execution %s accepted but not queued yet (%s); the reconciler will queue it",
+                execution_id,
+                exc,
+            )

@@ -116,7 +116,9 @@ def _render_string(source: str, context: Mapping[str, Any]) -> Any:
         raise
     except JinjaTemplateError as exc:
         raise TemplateError(f"template error in {_preview(source)}: {exc}") from exc
-    except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
+    except Exception as exc:
+        # Whatever a template raises (even Jinja's own NameError on `{{ 'nan' | float }}`, or a
+        # RecursionError) is the template's fault: retrying cannot help.
         raise TemplateError(f"template error in {_preview(source)}: {exc}") from exc
     if len(text) > MAX_OUTPUT_CHARS:
         raise TemplateError("template result too large")

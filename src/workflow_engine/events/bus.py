@@ -76,6 +76,10 @@ class EventBus(ABC):
     async def publish(self, event: Event) -> None:
         """Deliver to every subscriber; never raises (best effort: the DB is the truth)."""
 
+    @abstractmethod
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Call `subscriber` with every event published from now on; returns the unsubscribe."""
+
 
 class LocalEventBus(EventBus):
     """In-process fan-out to async subscribers."""

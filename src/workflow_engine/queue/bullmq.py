@@ -9,6 +9,7 @@ under `asyncio.timeout`; `Delay` becomes `moveToDelayed` + `DelayedError`, which
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -22,6 +23,7 @@ from workflow_engine.queue.base import Handler, Job, JobQueue, QueueOptions
 
 log = logging.getLogger(__name__)
 PREFIX = "bull"
+CLOSE_SLACK_S = 5.0
 COUNT_STATES = ("waiting", "active", "delayed", "completed", "failed")
 
 
@@ -112,6 +114,8 @@ class BullMQQueue(JobQueue):
                 "removeOnComplete": True,
                 "removeOnFail": True,
                 "drainDelay": 5,
+                # After a Redis error, ask again in 1 s (bullmq waits 15 s, and so does close()).
+                "runRetryDelay": 1000,
             },
         )
 
@@ -126,7 +130,14 @@ class BullMQQueue(JobQueue):
         self._handing_back = True
         for task in list(self._running.values()):
             task.cancel()
-        await closing
+        try:
+            # Bounded even when Redis is down and bullmq keeps retrying its connection.
+            await asyncio.wait_for(asyncio.shield(closing), timeout=grace_s + CLOSE_SLACK_S)
+        except TimeoutError:
+            log.warning("queue %s did not close in time; forcing it", self.name)
+            closing.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(worker.close(force=True), timeout=CLOSE_SLACK_S)
         self._handing_back = False
 
     async def close(self) -> None:

@@ -36,22 +36,37 @@ class BullScheduleSync:
         self.queue = dispatch_queue
 
     async def sync(self) -> int:
-        """Upsert a scheduler per enabled schedule trigger, remove the rest; returns how many."""
+        """Upsert a scheduler per enabled schedule trigger, remove the rest; returns how many.
+
+        Schedulers already registered with the same cron, timezone and data are left alone, so a
+        periodic sync (it also brings schedules back after Redis lost them) costs one read.
+        """
         async with self.db.read() as conn:
             rows = await wf_store.enabled_schedules(conn)
         bull = self.queue.bull_queue
+        existing = {s["key"]: s for s in await bull.getJobSchedulers() if s}
         wanted = {scheduler_id(row["id"]): row for row in rows}
         for sid, row in wanted.items():
             config = row["config"]
+            pattern, tz = config["cron"], config.get("timezone", "UTC")
+            data = {
+                "triggerId": row["id"],
+                "workflowId": row["workflow_id"],
+                "input": config.get("input") or {},
+            }
+            current = existing.get(sid)
+            if (
+                current
+                and current.get("pattern") == pattern
+                and current.get("tz") == tz
+                and (current.get("template") or {}).get("data") == data
+            ):
+                continue
             await bull.upsertJobScheduler(
                 sid,
-                {"pattern": config["cron"], "tz": config.get("timezone", "UTC")},
+                {"pattern": pattern, "tz": tz},
                 "schedule",
-                {
-                    "triggerId": row["id"],
-                    "workflowId": row["workflow_id"],
-                    "input": config.get("input") or {},
-                },
+                data,
                 {
                     "removeOnComplete": True,
                     "removeOnFail": True,
@@ -59,8 +74,7 @@ class BullScheduleSync:
                     "backoff": {"type": "exponential", "delay": 2000},
                 },
             )
-        for existing in await bull.getJobSchedulers():
-            key = existing.get("key") or existing.get("id") or ""
+        for key in existing:
             if key.startswith(SCHEDULER_PREFIX) and key not in wanted:
                 await bull.removeJobScheduler(key)
         return len(wanted)

@@ -54,12 +54,15 @@ class Database:
     """
 
     def __init__(self, raw_url: str, *, pool_size: int = 10) -> None:
+        """`pool_size`: connections this process may hold at once (PostgreSQL)."""
         url, connect_args = async_url(raw_url)
         self.url = url
         self.is_sqlite = url.get_backend_name() == "sqlite"
         kwargs: dict[str, Any] = {"connect_args": connect_args}
         if not self.is_sqlite:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            # No pre-ping: it costs three round trips per checkout; a dead connection raises and is
+            # replaced, and writers retry (see engine.executor).
+            kwargs.update(pool_size=pool_size, max_overflow=0, pool_timeout=60, pool_recycle=1800)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         if self.is_sqlite:

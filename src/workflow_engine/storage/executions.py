@@ -13,11 +13,10 @@ from typing import Any
 
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from workflow_engine.domain.status import ExecutionStatus, StepStatus
-from workflow_engine.errors import LeaseLost, NotFound
+from workflow_engine.domain.status import ExecutionStatus
+from workflow_engine.errors import NotFound
 from workflow_engine.ids import new_id
 from workflow_engine.storage.pagination import Cursor, keyset_before
 from workflow_engine.storage.tables import (
@@ -98,12 +97,15 @@ async def list_executions(
     status: str | None,
     limit: int,
     cursor: Cursor | None,
+    created_after: datetime | None = None,
 ) -> list[RowMapping]:
     query = select(executions)
     if workflow_id:
         query = query.where(executions.c.workflow_id == workflow_id)
     if status:
         query = query.where(executions.c.status == status)
+    if created_after is not None:
+        query = query.where(executions.c.created_at >= created_after)
     if cursor:
         query = query.where(keyset_before(executions.c.created_at, executions.c.id, cursor))
     query = query.order_by(executions.c.created_at.desc(), executions.c.id.desc()).limit(limit)
@@ -170,79 +172,6 @@ async def claim(
         return None
     token = int(row[0])
     return Claim(execution_id, token, first_start=token == 1)
-
-
-async def fence(
-    conn: AsyncConnection, execution_id: str, token: int, *, lease_ms: int
-) -> datetime | None:
-    """Check ownership and renew the lease; returns `cancel_requested_at`. Raises LeaseLost."""
-    stamp = now()
-    row = (
-        await conn.execute(
-            update(executions)
-            .where(
-                executions.c.id == execution_id,
-                executions.c.fencing_token == token,
-                executions.c.status == RUNNING,
-            )
-            .values(lease_expires_at=stamp + timedelta(milliseconds=lease_ms), updated_at=stamp)
-            .returning(executions.c.cancel_requested_at)
-        )
-    ).first()
-    if row is None:
-        raise LeaseLost()
-    cancel_requested: datetime | None = row[0]
-    if cancel_requested is not None and cancel_requested.tzinfo is None:
-        cancel_requested = cancel_requested.replace(tzinfo=UTC)
-    return cancel_requested
-
-
-async def finish(
-    conn: AsyncConnection,
-    execution_id: str,
-    token: int,
-    *,
-    status: ExecutionStatus,
-    output: Any = None,
-    error: str | None = None,
-) -> datetime:
-    """Write the final status (fenced); returns completed_at."""
-    stamp = now()
-    started = await conn.scalar(
-        select(executions.c.started_at).where(executions.c.id == execution_id)
-    )
-    if started is not None and started.tzinfo is None:
-        started = started.replace(tzinfo=UTC)
-    duration = int((stamp - started).total_seconds() * 1000) if started else None
-    result = await conn.execute(
-        update(executions)
-        .where(
-            executions.c.id == execution_id,
-            executions.c.fencing_token == token,
-            executions.c.status == RUNNING,
-        )
-        .values(
-            status=status.value,
-            output=output,
-            error=error,
-            completed_at=stamp,
-            duration_ms=duration,
-            lease_owner=None,
-            lease_expires_at=None,
-            updated_at=stamp,
-        )
-    )
-    if result.rowcount == 0:
-        raise LeaseLost()
-    return stamp
-
-
-async def add_retries(conn: AsyncConnection, execution_id: str, count: int) -> None:
-    await conn.execute(
-        update(executions)
-        .where(executions.c.id == execution_id)
-        .values(retry_count=executions.c.retry_count + count)
-    )
 
 
 async def fail_unclaimable(conn: AsyncConnection, execution_id: str, error: str) -> bool:
@@ -323,41 +252,6 @@ async def cancel_unowned(conn: AsyncConnection, execution_id: str) -> bool:
 # --- step rows and logs --------------------------------------------------------------------------
 
 
-async def upsert_step(
-    conn: AsyncConnection,
-    execution_id: str,
-    *,
-    step_id: str,
-    step_key: str,
-    position: int,
-    values: dict[str, Any],
-) -> None:
-    """Create the step row on first use, or update it (a retry, or a redelivered attempt)."""
-    result = await conn.execute(
-        update(execution_steps)
-        .where(
-            execution_steps.c.execution_id == execution_id,
-            execution_steps.c.step_key == step_key,
-        )
-        .values(**values)
-    )
-    if result.rowcount:
-        return
-    try:
-        await conn.execute(
-            execution_steps.insert().values(
-                id=new_id(),
-                execution_id=execution_id,
-                step_id=step_id,
-                step_key=step_key,
-                position=position,
-                **{"retry_count": 0, "status": StepStatus.PENDING.value, **values},
-            )
-        )
-    except IntegrityError:  # pragma: no cover - fenced callers cannot race on one execution
-        raise LeaseLost() from None
-
-
 async def copy_completed_steps(
     conn: AsyncConnection, source_id: str, target_id: str, keys: list[str]
 ) -> None:
@@ -370,16 +264,6 @@ async def copy_completed_steps(
     copies = [{**dict(row), "id": new_id(), "execution_id": target_id} for row in rows.mappings()]
     if copies:
         await conn.execute(execution_steps.insert(), copies)
-
-
-async def insert_logs(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        await conn.execute(execution_logs.insert(), rows)
-
-
-async def insert_events(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        await conn.execute(execution_events.insert(), rows)
 
 
 async def last_event_seq(conn: AsyncConnection, execution_id: str) -> int:
@@ -430,8 +314,14 @@ async def expired_running_ids(conn: AsyncConnection, *, limit: int) -> list[str]
     return list((await conn.execute(query)).scalars())
 
 
-async def touch(conn: AsyncConnection, execution_id: str) -> None:
-    """Mark a pending execution as just handled (so the reconciler leaves it alone a while)."""
+async def touch(conn: AsyncConnection, execution_ids: list[str]) -> None:
+    """Mark pending executions as just handled (so the reconciler leaves them alone a while).
+
+    Only rows still `pending` are touched: a row claimed meanwhile belongs to a worker, whose
+    batched writes must not wait on (or deadlock with) this statement.
+    """
     await conn.execute(
-        update(executions).where(executions.c.id == execution_id).values(updated_at=now())
+        update(executions)
+        .where(executions.c.id.in_(execution_ids), executions.c.status == PENDING)
+        .values(updated_at=now())
     )

@@ -22,7 +22,11 @@ def _now() -> datetime:
 
 
 def _looks_like_id(value: str) -> bool:
-    return len(value) == 36 and value.count("-") == 4
+    # The same shape the definition refuses as a name, so every name can be looked up.
+    return len(value) == 36 and value.count("-") == 4 and all(c in _ID_CHARS for c in value)
+
+
+_ID_CHARS = frozenset("0123456789abcdefABCDEF-")
 
 
 async def get_workflow(conn: AsyncConnection, id_or_name: str) -> RowMapping:

@@ -59,7 +59,8 @@ async def get_execution(engine: EngineDep, execution_id: str) -> Any:
 
 @router.post("/executions/{execution_id}/cancel", status_code=202)
 async def cancel_execution(engine: EngineDep, execution_id: str) -> Any:
-    """Pending: cancelled at once. Running: its worker stops it (the status follows)."""
+    """Pending: cancelled at once. Running: its worker stops it (the status follows).
+    Completed or failed: 409."""
     status = await engine.service.cancel(execution_id)
     return {"executionId": execution_id, "status": status}
 

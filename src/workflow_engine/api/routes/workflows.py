@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from workflow_engine.api import serialize
@@ -87,7 +87,9 @@ async def list_versions(engine: EngineDep, workflow_id: str) -> Any:
 
 
 @router.get("/workflows/{workflow_id}/versions/{number}")
-async def get_version(engine: EngineDep, workflow_id: str, number: int) -> Any:
+async def get_version(
+    engine: EngineDep, workflow_id: str, number: Annotated[int, Path(ge=1, le=2**31 - 1)]
+) -> Any:
     async with engine.db.read() as conn:
         row = await wf_store.get_workflow(conn, workflow_id)
         version = await wf_store.get_version(conn, workflow_id=row["id"], number=number)

@@ -1,0 +1,395 @@
+"""RESULTS.md from the figures of one run (bench/run.py). Every number printed comes from them."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from harness import Figure
+
+OURS_LABELS = {
+    "embedded-sqlite": "embedded (SQLite, `serve` alone)",
+    "distributed-1w": "distributed (PostgreSQL + Redis), 1 `workers`",
+    "distributed-2w": "distributed (PostgreSQL + Redis), 2 `workers`",
+}
+
+
+def fmt(value: float, digits: int = 1) -> str:
+    if value >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def cell(fig: Figure, digits: int = 1, unit: str = "") -> str:
+    if not fig.ok:
+        return "n/a"
+    if len(fig.values) == 1:
+        return f"{fmt(fig.median, digits)}{unit} (1 run)"
+    return f"**{fmt(fig.median, digits)}**{unit} ({fmt(fig.lo, digits)}-{fmt(fig.hi, digits)})"
+
+
+def rate_figure(runs: list[dict[str, Any]]) -> Figure:
+    return Figure([r["rate"] for r in runs if r["completed"] > 0])
+
+
+def blocks(samples: list[float], n: int) -> list[float]:
+    """Medians of `n` consecutive blocks of samples (a peer's one-at-a-time runs as repeats)."""
+    size = max(1, len(samples) // max(1, n))
+    return [
+        statistics.median(samples[i : i + size])
+        for i in range(0, size * n, size)
+        if samples[i : i + size]
+    ]
+
+
+def ratio(ours: Figure, peer: Figure, *, lower_is_better: bool = False) -> str:
+    if not ours.ok or not peer.ok or peer.median == 0 or ours.median == 0:
+        return "n/a"
+    value = ours.median / peer.median
+    if lower_is_better:  # times: how many times the peer's time ours takes
+        return f"{value:.1f}x the peer's time"
+    return f"{value:.2f}x"
+
+
+class Goals:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, str, str]] = []
+
+    def add(self, goal: str, measured: str, met: bool | None, how: str) -> None:
+        verdict = "n/a" if met is None else ("**met**" if met else "**not met**")
+        self.rows.append((goal, measured, verdict, how))
+
+
+def shortfall(value: float, goal: float, *, higher_is_better: bool = True) -> str:
+    if value <= 0:
+        return "nothing measured"
+    if higher_is_better:
+        return (
+            f"{value / goal:.1%} of the goal ({goal / value:.1f}x short)"
+            if value < goal
+            else f"{value / goal:.1f}x the goal"
+        )
+    return (
+        f"{value / goal:.1f}x the limit" if value > goal else f"{goal / value:.1f}x under the limit"
+    )
+
+
+def render(results: dict[str, Any], *, command: str) -> str:
+    f = results["figures"]
+    m = results.get("machine", {})
+    out: list[str] = []
+    w = out.append
+    quick = results["profile"] != "full"
+    w("# Benchmark results\n")
+    if quick:
+        w(
+            f"> **{results['profile']} run**: tiny counts, to check that the harness works. "
+            "These figures are not meaningful; `make bench` gives the real ones.\n"
+        )
+    w(
+        f"Made by `{command}` on {m.get('date', '?')} in {results.get('elapsed_s', 0):.0f} s "
+        "(every figure below comes from that one run; re-run with `make bench` and compare).\n"
+    )
+    w("| machine | |\n|---|---|")
+    w(f"| cores (nproc) | {m.get('cores')} |")
+    w(f"| CPU | {m.get('cpu')} |")
+    w(f"| memory | {m.get('memory_gib')} GiB |")
+    w(f"| kernel | {m.get('kernel')} |")
+    w(f"| engine commit | {m.get('git')} |")
+    w("")
+    w("| versions | |\n|---|---|")
+    for key in (
+        "python",
+        "workflow-engine",
+        "bullmq (ours)",
+        "bullmq (peer)",
+        "celery",
+        "dbos",
+        "postgresql",
+        "redis",
+    ):
+        w(f"| {key} | {m.get(key, '?')} |")
+    w("")
+    w(
+        "Everything (our processes, the peers, PostgreSQL, Redis and the load generator) shares "
+        "the "
+        "same cores. Figures are **median (min-max)** of the repeats. Our executions are triggered "
+        "over HTTP (`POST /api/workflows/{id}/execute`, 32 requests in flight) and timed from the "
+        "first request to the last `completed_at` the engine wrote; each is then checked in the "
+        "database (`completed`, with all its step rows `completed`). Our processes run with "
+        "`EXECUTION_CONCURRENCY=50`. No-op step = `transform` with a constant output.\n"
+    )
+
+    goals = Goals()
+    tp = f.get("throughput", {})
+    peers_tp: dict[str, Figure] = {}
+    if "bullmq" in f:
+        peers_tp["bullmq/1"] = rate_figure(f["bullmq"]["runs"])
+    for peer in ("celery", "dbos"):
+        if peer in f:
+            for steps, runs in f[peer]["throughput"].items():
+                peers_tp[f"{peer}/{steps}"] = rate_figure(runs)
+
+    # 1. throughput
+    w("## 1. Throughput (executions/s, trigger -> `completed`)\n")
+    if tp:
+        w("| ours | steps | executions/s | steps/s | batch (verified / triggered) |")
+        w("|---|---|---|---|---|")
+        for key, runs in tp.items():
+            label, steps = key.split("/")
+            fig = rate_figure(runs)
+            steps_fig = Figure([v * int(steps) for v in fig.values])
+            verified = ", ".join(
+                f"{r['completed']}/{r['requested']}" + (" timed out" if r["timed_out"] else "")
+                for r in runs
+            )
+            w(
+                f"| {OURS_LABELS.get(label, label)} | {steps} | {cell(fig)} | {cell(steps_fig)} | "
+                f"{verified} |"
+            )
+        w("")
+    else:
+        w("Not measured in this run.\n")
+    if peers_tp:
+        ours2 = {
+            s: rate_figure(tp[f"distributed-2w/{s}"])
+            for s in ("1", "10")
+            if f"distributed-2w/{s}" in tp
+        }
+        w("Peers, same machine, same run (ratio = ours, distributed with 2 `workers`, / peer):\n")
+        w("| peer | work | per second | steps/s | ours / peer |")
+        w("|---|---|---|---|---|")
+        descr = {
+            "bullmq/1": "raw bullmq, no-op job, concurrency "
+            f"{f.get('bullmq', {}).get('concurrency')}",
+            "celery/1": f"Celery chain of 1 no-op task ({f.get('celery', {}).get('pool')})",
+            "celery/10": f"Celery chain of 10 no-op tasks ({f.get('celery', {}).get('pool')})",
+            "dbos/1": "DBOS workflow of 1 no-op step (1 process, 50 at once)",
+            "dbos/10": "DBOS workflow of 10 no-op steps (1 process, 50 at once)",
+        }
+        for key, fig in peers_tp.items():
+            steps = key.split("/")[1]
+            ours = ours2.get(steps, Figure())
+            w(
+                f"| {key.split('/')[0]} | {descr.get(key, key)} | {cell(fig)} | "
+                f"{cell(Figure([v * int(steps) for v in fig.values]))} | {ratio(ours, fig)} |"
+            )
+        w("")
+    if "distributed-2w/1" in tp:
+        fig = rate_figure(tp["distributed-2w/1"])
+        goals.add(
+            "1-step, distributed, 2 workers >= 1,000 executions/s",
+            f"{fmt(fig.median)}/s",
+            fig.median >= 1000,
+            shortfall(fig.median, 1000),
+        )
+    if "distributed-2w/10" in tp:
+        fig = rate_figure(tp["distributed-2w/10"])
+        steps_s = fig.median * 10
+        goals.add(
+            "10-step, distributed, 2 workers >= 5,000 steps/s",
+            f"{fmt(steps_s)} steps/s",
+            steps_s >= 5000,
+            shortfall(steps_s, 5000),
+        )
+    if "embedded-sqlite/1" in tp:
+        fig = rate_figure(tp["embedded-sqlite/1"])
+        goals.add(
+            "embedded (SQLite) 1-step >= 2,000 executions/s",
+            f"{fmt(fig.median)}/s",
+            fig.median >= 2000,
+            shortfall(fig.median, 2000),
+        )
+
+    # 2. dispatch latency
+    w("## 2. Dispatch latency (trigger -> `running`) at an offered 200/s\n")
+    lat = f.get("latency")
+    if lat:
+        runs = lat["runs"]
+        w(
+            f"Distributed, 2 `workers`. Open loop: request i is sent at i/{lat['rate']:.0f} s for "
+            f"{lat['seconds']:.0f} s whatever the answers; latency = `started_at - created_at`, "
+            "both "
+            "written by the engine. An execution not yet started when the run ends counts with its "
+            "age then, a lower bound: such percentiles are marked >=.\n"
+        )
+        p50 = Figure([r["p50_ms"] for r in runs])
+        p99 = Figure([r["p99_ms"] for r in runs])
+        mark50 = ">= " if any(r["p50_censored"] for r in runs) else ""
+        mark99 = ">= " if any(r["p99_censored"] for r in runs) else ""
+        w(
+            "| requests sent/s | 202 answers/s | p50 ms | p99 ms | max ms "
+            "| not started at the end (of offered) |"
+        )
+        w("|---|---|---|---|---|---|")
+        w(
+            f"| {cell(Figure([r['offered_rate'] for r in runs]))} "
+            f"| {cell(Figure([r['accepted_rate'] for r in runs]))} | {mark50}{cell(p50)} | "
+            f"{mark99}{cell(p99)} | {cell(Figure([r['max_ms'] for r in runs]))} | "
+            + ", ".join(f"{r['unstarted']}/{r['offered']}" for r in runs)
+            + " |\n"
+        )
+        achieved = statistics.median(r["accepted_rate"] for r in runs)
+        goals.add(
+            "dispatch p99 <= 20 ms at 200/s",
+            f"{mark99}{fmt(p99.median)} ms (offered {achieved:.0f}/s)",
+            p99.median <= 20 and achieved >= 190,
+            shortfall(p99.median, 20, higher_is_better=False),
+        )
+    else:
+        w("Not measured in this run.\n")
+
+    # 3. overhead per step
+    w("## 3. Engine overhead per step (ms) = (10-step time - 1-step time) / 9\n")
+    oh = f.get("overhead", {})
+    peer_oh: dict[str, tuple[Figure, Figure, Figure]] = {}
+    for peer in ("celery", "dbos"):
+        seq = f.get(peer, {}).get("sequential_ms")
+        if seq:
+            n = max(1, len(next(iter(oh.values()), [])) or 3)
+            b1, b10 = blocks(seq["1"], n), blocks(seq["10"], n)
+            peer_oh[peer] = (
+                Figure(b1),
+                Figure(b10),
+                Figure([(y - x) / 9 for x, y in zip(b1, b10, strict=False)]),
+            )
+    if oh or peer_oh:
+        w(
+            "One execution at a time (nothing else running). Ours: `completed_at - created_at` "
+            "from the database; peers: submit -> result seen by the client.\n"
+        )
+        w(
+            "| system | 1-step ms | 10-step ms | per step ms "
+            "| ours (distributed 2w) per step vs peer |"
+        )
+        w("|---|---|---|---|---|")
+        for label, reps in oh.items():
+            w(
+                f"| ours, {OURS_LABELS.get(label, label)} | "
+                f"{cell(Figure([r['median_1_ms'] for r in reps]))} | "
+                f"{cell(Figure([r['median_10_ms'] for r in reps]))} | "
+                f"{cell(Figure([r['per_step_ms'] for r in reps]), 2)} | |"
+            )
+        ours_step = Figure([r["per_step_ms"] for r in oh.get("distributed-2w", [])])
+        for peer, (f1, f10, fs) in peer_oh.items():
+            w(
+                f"| {peer} | {cell(f1)} | {cell(f10)} | {cell(fs, 2)} | "
+                f"{ratio(ours_step, fs, lower_is_better=True)} |"
+            )
+        w("")
+        if ours_step.ok:
+            goals.add(
+                "added latency per step <= 1 ms (distributed, 2 workers)",
+                f"{ours_step.median:.2f} ms",
+                ours_step.median <= 1,
+                shortfall(ours_step.median, 1, higher_is_better=False),
+            )
+        emb = Figure([r["per_step_ms"] for r in oh.get("embedded-sqlite", [])])
+        if emb.ok:
+            goals.add(
+                "added latency per step <= 1 ms (embedded)",
+                f"{emb.median:.2f} ms",
+                emb.median <= 1,
+                shortfall(emb.median, 1, higher_is_better=False),
+            )
+    else:
+        w("Not measured in this run.\n")
+
+    # 4. worker memory
+    w("## 4. Worker memory (VmRSS of one `workers` process)\n")
+    rss = f.get("rss")
+    if rss:
+        first = rss["rss_at_1000_kib"]
+        end = rss["rss_end_kib"]
+        growth = (end - first) / first if first else None
+        w(
+            f"1-step executions through one `workers` process (distributed), about 400 "
+            f"outstanding at a time, until {rss['target']:,} completed or "
+            f"{rss['deadline_s']:.0f} s."
+            f" **Reached {rss['reached']:,} completed executions** in {rss['seconds']:.0f} s "
+            f"({rss['not_completed']} failed or cancelled).\n"
+        )
+        w("| after | RSS |\n|---|---|")
+        w(
+            f"| {rss['mark']:,} executions | "
+            + (f"{first / 1024:.1f} MiB |" if first else "not reached |")
+        )
+        w(f"| {rss['reached']:,} executions (end) | {end / 1024:.1f} MiB |")
+        if growth is not None:
+            w(f"| growth | {growth:+.1%} |")
+        w("")
+        w(
+            "Samples (completed, RSS MiB): "
+            + ", ".join(f"({c:,}, {k / 1024:.1f})" for c, k in rss["samples"])
+            + "\n"
+        )
+        full = rss["reached"] >= 20000 and rss["mark"] == 1000
+        if growth is not None:
+            goals.add(
+                "worker RSS flat within 10% from 1,000 to 20,000 executions",
+                f"{growth:+.1%} from {rss['mark']:,} to {rss['reached']:,}",
+                (abs(growth) <= 0.10) if full else None,
+                ""
+                if full
+                else f"not measured to 20,000: only {rss['reached']:,} completed "
+                "within the time cap",
+            )
+    else:
+        w("Not measured in this run.\n")
+
+    # 5. API at scale
+    w("## 5. API at scale (PostgreSQL)\n")
+    api = f.get("api")
+    if api:
+        w(
+            f"{api['rows']:,} execution rows inserted with SQL (generate_series; 90% completed, "
+            "10% "
+            f"failed) in {api['insert_s']:.0f} s, `ANALYZE`d; `serve` alone answers. "
+            f"Sequential requests, page size {api['limit']}; p50/p99 per block of requests, "
+            "median (min-max) over the blocks.\n"
+        )
+        w("| request | p50 ms | p99 ms | requests |\n|---|---|---|---|")
+        worst = 0.0
+        for name, bl in api["timings"].items():
+            p50 = Figure([b["p50"] for b in bl])
+            p99 = Figure([b["p99"] for b in bl])
+            if name.startswith("list"):
+                worst = max(worst, p99.median)
+            w(f"| {name} | {cell(p50)} | {cell(p99)} | {sum(b['n'] for b in bl)} |")
+        w("")
+        at_scale = api["rows"] >= 1_000_000
+        goals.add(
+            f"list API p99 <= 50 ms at 1,000,000 rows (worst list request; "
+            f"{api['rows']:,} rows here)",
+            f"{worst:.1f} ms",
+            (worst <= 50) if at_scale else None,
+            shortfall(worst, 50, higher_is_better=False)
+            + ("" if at_scale else "; not at 1,000,000 rows"),
+        )
+    else:
+        w("Not measured in this run.\n")
+
+    # goals
+    w("## Goals\n")
+    w("| goal | measured | verdict | by how much |\n|---|---|---|---|")
+    for goal, measured, verdict, how in goals.rows:
+        w(f"| {goal} | {measured} | {verdict} | {how} |")
+    w("")
+    notes = list(results.get("notes", []))
+    w("## Notes\n")
+    w(
+        "- Peers run from `bench/.venv-peers` (pinned in `bench/requirements-peers.txt`), each in "
+        "its own process: raw bullmq with one Worker of concurrency 50; Celery with one prefork "
+        "worker of concurrency 2 and the Redis result backend; DBOS in one asyncio process with "
+        "its "
+        "system database in a PostgreSQL database of its own."
+    )
+    w(
+        "- The bench uses its own logical Redis database (`--redis-db`, default 13) of the shared "
+        "server and deletes only its own keys; each of our runs gets a fresh PostgreSQL database "
+        "(dropped afterwards); embedded runs get a fresh SQLite file."
+    )
+    for line in notes:
+        w(f"- {line}")
+    w("")
+    return "\n".join(out)

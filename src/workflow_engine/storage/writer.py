@@ -1,0 +1,218 @@
+"""Group commit for executors: the writes of all running executions, one transaction at a time.
+
+Each executor hands its write (a step row, log rows, events, or the final status) to `submit`
+and awaits it. One flusher task takes everything queued, writes it in a single transaction with
+a handful of statements, and resolves every caller once it committed: a checkpoint is still
+durable before its execution goes on, but N executions share one commit instead of paying N.
+
+Fencing stays per execution: one statement renews the leases of every execution in the batch
+whose fencing token still matches; the writes of the others are dropped and their callers get
+`LeaseLost`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, bindparam, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from workflow_engine.domain.status import ExecutionStatus
+from workflow_engine.errors import LeaseLost
+from workflow_engine.storage.db import Database
+from workflow_engine.storage.tables import (
+    execution_events,
+    execution_logs,
+    execution_steps,
+    executions,
+)
+
+log = logging.getLogger(__name__)
+MAX_BATCH = 500
+
+
+@dataclass(frozen=True)
+class StepWrite:
+    """Insert the step row (`insert`) or update the columns in `values`."""
+
+    step_key: str
+    values: dict[str, Any]
+    insert: bool = False
+
+
+@dataclass(frozen=True)
+class Finish:
+    status: ExecutionStatus
+    output: Any
+    error: str | None
+    completed_at: datetime
+    duration_ms: int | None
+    retries: int
+
+
+@dataclass
+class WriteOp:
+    execution_id: str
+    token: int
+    step: StepWrite | None = None
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    finish: Finish | None = None
+    done: asyncio.Future[datetime | None] | None = None
+
+
+class ExecutionWriter:
+    def __init__(self, db: Database, *, lease_ms: int) -> None:
+        self.db = db
+        self.lease_ms = lease_ms
+        self._queue: list[WriteOp] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, op: WriteOp) -> datetime | None:
+        """Write `op` (fenced) and return the execution's `cancel_requested_at`.
+
+        Raises LeaseLost when another worker owns the execution now; re-raises a database error
+        that failed the batch.
+        """
+        op.done = asyncio.get_running_loop().create_future()
+        self._queue.append(op)
+        self._wakeup.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._flush_forever(), name="execution-writer")
+        return await op.done
+
+    async def _flush_forever(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            try:
+                outcome = await self._flush(batch)
+            except Exception as exc:
+                for op in batch:
+                    if op.done is not None and not op.done.done():
+                        op.done.set_exception(exc)
+                continue
+            for op in batch:
+                if op.done is None or op.done.done():
+                    continue
+                if op.execution_id in outcome:
+                    op.done.set_result(outcome[op.execution_id])
+                else:
+                    op.done.set_exception(LeaseLost())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _flush(self, batch: list[WriteOp]) -> dict[str, datetime | None]:
+        """One transaction for the batch; returns {execution_id: cancel_requested_at} of the
+        executions whose writes were made (those still owned by their caller)."""
+        async with self.db.write() as conn:
+            owned = await self._fence(conn, batch)
+            mine = [op for op in batch if op.execution_id in owned]
+            await _write_steps(conn, mine)
+            logs = [row for op in mine for row in op.logs]
+            if logs:
+                await conn.execute(execution_logs.insert(), logs)
+            events = [row for op in mine for row in op.events]
+            if events:
+                await conn.execute(execution_events.insert(), events)
+            await _finish(conn, [op for op in mine if op.finish is not None])
+        return owned
+
+    async def _fence(
+        self, conn: AsyncConnection, batch: list[WriteOp]
+    ) -> dict[str, datetime | None]:
+        now = datetime.now(UTC)
+        pairs = list({(op.execution_id, op.token) for op in batch})
+        rows = await conn.execute(
+            update(executions)
+            .where(
+                tuple_(executions.c.id, executions.c.fencing_token).in_(pairs),
+                executions.c.status == ExecutionStatus.RUNNING.value,
+            )
+            .values(lease_expires_at=now + timedelta(milliseconds=self.lease_ms), updated_at=now)
+            .returning(executions.c.id, executions.c.cancel_requested_at)
+        )
+        return {row[0]: _aware(row[1]) for row in rows}
+
+
+async def _write_steps(conn: AsyncConnection, ops: list[WriteOp]) -> None:
+    inserts = [
+        {"execution_id": op.execution_id, "step_key": op.step.step_key, **op.step.values}
+        for op in ops
+        if op.step is not None and op.step.insert
+    ]
+    if inserts:
+        await conn.execute(execution_steps.insert(), inserts)
+    # executemany needs one column set per statement: group the updates by theirs.
+    updates: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    for op in ops:
+        if op.step is not None and not op.step.insert:
+            columns = tuple(sorted(op.step.values))
+            params = {f"v_{k}": v for k, v in op.step.values.items()}
+            updates[columns].append(
+                {"b_execution_id": op.execution_id, "b_step_key": op.step.step_key, **params}
+            )
+    for columns, rows in updates.items():
+        statement = (
+            update(execution_steps)
+            .where(
+                and_(
+                    execution_steps.c.execution_id == bindparam("b_execution_id"),
+                    execution_steps.c.step_key == bindparam("b_step_key"),
+                )
+            )
+            .values({column: bindparam(f"v_{column}") for column in columns})
+        )
+        await conn.execute(statement, rows)
+
+
+async def _finish(conn: AsyncConnection, ops: list[WriteOp]) -> None:
+    rows = []
+    for op in ops:
+        finish = op.finish
+        assert finish is not None
+        rows.append(
+            {
+                "b_id": op.execution_id,
+                "b_token": op.token,
+                "v_status": finish.status.value,
+                "v_output": finish.output,
+                "v_error": finish.error,
+                "v_completed_at": finish.completed_at,
+                "v_duration_ms": finish.duration_ms,
+                "v_retries": finish.retries,
+            }
+        )
+    if not rows:
+        return
+    statement = (
+        update(executions)
+        .where(
+            executions.c.id == bindparam("b_id"),
+            executions.c.fencing_token == bindparam("b_token"),
+        )
+        .values(
+            status=bindparam("v_status"),
+            output=bindparam("v_output"),
+            error=bindparam("v_error"),
+            completed_at=bindparam("v_completed_at"),
+            duration_ms=bindparam("v_duration_ms"),
+            retry_count=executions.c.retry_count + bindparam("v_retries"),
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+    )
+    await conn.execute(statement, rows)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value

@@ -1,0 +1,160 @@
+"""`/monitoring` (every execution, filters, keyset paging, queue counts) and `/executions/{id}`
+(the step timeline, logs, cancel and re-run)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from workflow_engine.api.deps import EngineDep
+from workflow_engine.domain.status import ExecutionStatus
+from workflow_engine.errors import NotFound
+from workflow_engine.storage import executions as ex_store
+from workflow_engine.storage import workflows as wf_store
+from workflow_engine.storage.pagination import Cursor
+from workflow_engine.storage.tables import workflows
+from workflow_engine.web.render import page, require_login
+
+router = APIRouter(include_in_schema=False)
+Login = Annotated[None, Depends(require_login)]
+PAGE_SIZE = 50
+PERIODS = {
+    "15m": ("Last 15 minutes", timedelta(minutes=15)),
+    "1h": ("Last hour", timedelta(hours=1)),
+    "24h": ("Last 24 hours", timedelta(hours=24)),
+    "7d": ("Last 7 days", timedelta(days=7)),
+    "": ("Any time", None),
+}
+
+
+async def workflow_names(conn: AsyncConnection, ids: set[str] | None = None) -> dict[str, str]:
+    query = select(workflows.c.id, workflows.c.name)
+    if ids is not None:
+        if not ids:
+            return {}
+        query = query.where(workflows.c.id.in_(ids))
+    else:
+        query = query.where(workflows.c.archived_at.is_(None)).order_by(workflows.c.name)
+    return {row.id: row.name for row in await conn.execute(query)}
+
+
+@router.get("/monitoring")
+async def monitoring_page(
+    request: Request,
+    engine: EngineDep,
+    _: Login,
+    workflow: str = "",
+    status: str = "",
+    period: str = "",
+    cursor: str = "",
+) -> Response:
+    status = status if status in {s.value for s in ExecutionStatus} else ""
+    period = period if period in PERIODS else ""
+    delta = PERIODS[period][1]
+    since = datetime.now(UTC) - delta if delta else None
+    try:
+        after = Cursor.decode(cursor) if cursor else None
+    except ValueError:
+        after = None
+    async with engine.db.read() as conn:
+        choices = await workflow_names(conn)
+        workflow_id: str | None = None
+        if workflow:
+            try:
+                workflow_id = str((await wf_store.get_workflow(conn, workflow))["id"])
+            except NotFound:
+                workflow_id = "-"  # matches nothing: the filter names an unknown workflow
+        # One extra row tells whether there is a next page without a COUNT over the table.
+        rows = await ex_store.list_executions(
+            conn,
+            workflow_id=workflow_id,
+            status=status or None,
+            limit=PAGE_SIZE + 1,
+            cursor=after,
+            created_after=since,
+        )
+        names = {**choices, **await workflow_names(conn, {r["workflow_id"] for r in rows})}
+    more = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    filters = {"workflow": workflow, "status": status, "period": period}
+    next_cursor = Cursor.after_row(rows[-1]).encode() if more else None
+    return page(
+        request,
+        "monitoring.html",
+        executions=rows,
+        names=names,
+        choices=choices,
+        filters=filters,
+        filtered=any(filters.values()),
+        workflow_id=workflow_id,
+        periods=PERIODS,
+        next_cursor=next_cursor,
+        paged=after is not None,
+        queues=await _queue_counts(engine),
+        nav="monitoring",
+    )
+
+
+async def _queue_counts(engine: Any) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for queue in (engine.dispatch_queue, engine.execution_queue):
+        try:
+            counts[queue.name] = await queue.counts()
+        except Exception:  # Redis down: the page still shows the executions
+            counts[queue.name] = {}
+    return counts
+
+
+@router.get("/executions/{execution_id}")
+async def execution_page(
+    request: Request, engine: EngineDep, execution_id: str, _: Login
+) -> Response:
+    async with engine.db.read() as conn:
+        try:
+            # The seq first: events after it are replayed by the page, so nothing falls between.
+            last_seq = await ex_store.last_event_seq(conn, execution_id)
+            row = await ex_store.get_execution(conn, execution_id)
+        except NotFound:
+            return page(
+                request, "not_found.html", status_code=404, what="execution", id=execution_id
+            )
+        steps = {s["step_key"]: s for s in await ex_store.list_steps(conn, execution_id)}
+        logs = await ex_store.list_logs(conn, execution_id)
+        version = await wf_store.get_version(conn, version_id=row["workflow_version_id"])
+        names = await workflow_names(conn, {row["workflow_id"]})
+    timeline = _timeline(version["definition"], steps)
+    return page(
+        request,
+        "execution.html",
+        execution=row,
+        workflow_name=names.get(row["workflow_id"], row["workflow_id"]),
+        version=version,
+        timeline=timeline,
+        logs=logs,
+        last_seq=last_seq,
+        nav="monitoring",
+    )
+
+
+def _timeline(definition: dict[str, Any], rows: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every step of the pinned version in order, with its row when it has run."""
+    timeline = []
+    for position, step in enumerate(definition.get("steps", [])):
+        row = rows.get(step["key"])
+        timeline.append(
+            {
+                "position": position + 1,
+                "key": step["key"],
+                "name": step.get("name") or step["key"],
+                "type": step["type"],
+                "status": row["status"] if row else "pending",
+                "attempts": (row["retry_count"] + 1) if row and row["started_at"] else 0,
+                "row": row,
+            }
+        )
+    return timeline

@@ -1,0 +1,43 @@
+// Execution table rows kept live from Socket.io events (Monitoring and Recent Executions).
+"use strict";
+
+const Rows = (() => {
+  const FINAL = new Set(["completed", "failed", "cancelled"]);
+
+  function make(id, workflowCell, status, createdIso) {
+    const tr = document.createElement("tr");
+    tr.dataset.executionId = id; tr.dataset.status = status; tr.classList.add("fresh");
+    const link = document.createElement("a");
+    link.className = "mono"; link.href = "/executions/" + id; link.textContent = id.slice(0, 8) + "…";
+    const cells = [link];
+    if (workflowCell) cells.push(workflowCell);
+    const statusCell = document.createElement("td"); statusCell.dataset.field = "status"; statusCell.append(WE.badge(status));
+    const created = document.createElement("td"); created.dataset.field = "created"; created.append(WE.timeEl(createdIso));
+    const dur = document.createElement("td"); dur.dataset.field = "duration"; dur.className = "num"; dur.textContent = "—";
+    const err = document.createElement("td"); err.dataset.field = "error"; err.className = "error-cell";
+    for (const c of cells) { const td = document.createElement("td"); td.append(c); tr.append(td); }
+    tr.append(statusCell, created, dur, err);
+    return tr;
+  }
+
+  // Apply one event to the row of its execution; returns false when there is no such row.
+  function apply(body, name, payload) {
+    const tr = body.querySelector(`tr[data-execution-id="${payload.executionId}"]`);
+    if (!tr) return false;
+    let status = null;
+    if (name === "started" || name.startsWith("step_")) status = "running";
+    if (FINAL.has(name)) status = name;
+    if (status && !(FINAL.has(tr.dataset.status) && !FINAL.has(status))) {
+      tr.dataset.status = status;
+      WE.setStatus(tr.querySelector('[data-field="status"]'), status);
+    }
+    if (FINAL.has(name)) {
+      tr.querySelector('[data-field="duration"]').textContent = WE.duration(payload.durationMs);
+      const err = tr.querySelector('[data-field="error"]');
+      err.textContent = (payload.error || "").slice(0, 80); err.title = payload.error || "";
+    }
+    return true;
+  }
+
+  return { make, apply, FINAL };
+})();
