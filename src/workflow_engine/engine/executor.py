@@ -66,6 +66,8 @@ class _Run:
     outputs: dict[str, Any] = field(default_factory=dict)
     last_output: Any = None
     retries: int = 0
+    deferred: tuple[WriteOp, list[Event]] | None = None
+    """A step's completion, written with the execution's next write (see `_defer`)."""
     step_rows: set[str] = field(default_factory=set)
     """Keys of the steps that have a row (written by this or an earlier delivery)."""
     current: tuple[dict[str, Any], datetime, str] | None = None
@@ -99,19 +101,22 @@ class Executor:
 
     async def run(self, claim: store.Claim) -> ExecutionStatus | None:
         """Run a claimed execution to a final status; None if the lease was lost on the way."""
-        async with self.db.read() as conn:
-            row = await store.get_execution(conn, claim.execution_id)
-            done = await store.list_steps(conn, claim.execution_id)
-            last_seq = await store.last_event_seq(conn, claim.execution_id)
-        version = await self.versions.get(row["workflow_version_id"])
+        done: list[Any] = []
+        last_seq = 0
+        # A first delivery of a new execution has no step rows or events yet: nothing to read.
+        if not claim.first_start or claim.rerun_of_id is not None:
+            async with self.db.read() as conn:
+                done = await store.list_steps(conn, claim.execution_id)
+                last_seq = await store.last_event_seq(conn, claim.execution_id)
+        version = await self.versions.get(claim.workflow_version_id)
         run = _Run(
-            execution_id=row["id"],
-            workflow_id=row["workflow_id"],
+            execution_id=claim.execution_id,
+            workflow_id=claim.workflow_id,
             token=claim.token,
             version=version,
-            input=row["input"],
-            started_at=row["started_at"],
-            cancel=self.cancels.watch(row["id"]),
+            input=claim.input,
+            started_at=claim.started_at,
+            cancel=self.cancels.watch(claim.execution_id),
             seq=last_seq,
         )
         run.step_rows = {step_row["step_key"] for step_row in done}
@@ -348,7 +353,7 @@ class Executor:
 
             output = self.secrets.redact(_jsonable(output))
             duration = _ms_since(started_at)
-            await self._write(
+            self._defer(
                 run,
                 step=(
                     where,
@@ -445,17 +450,55 @@ class Executor:
         step: tuple[dict[str, Any], dict[str, Any]] | None = None,
         logs: Sequence[tuple[str, str, dict[str, Any] | None]] = (),
         events: Sequence[tuple[str, dict[str, Any]]] = (),
+        finish: Finish | None = None,
     ) -> None:
-        """One fenced transaction: renew the lease, write the step row, the log rows and the
-        events (each log line is also a `log` event); publish the events once committed."""
+        """One fenced write (group-committed): the step row, the log rows and the events (each
+        log line is also a `log` event), with whatever `_defer` left; published once committed."""
+        op, pending = self._op(run, step=step, logs=logs, events=events)
+        op.finish = finish
+        deferred, run.deferred = run.deferred, None
+        if deferred is not None:
+            earlier, earlier_events = deferred
+            op.steps[:0] = earlier.steps
+            op.logs[:0] = earlier.logs
+            op.events[:0] = earlier.events
+            pending[:0] = earlier_events
+        cancel_requested = await self.writer.submit(op)
+        if cancel_requested is not None:
+            run.cancel.set()
+        await self._publish(pending)
+
+    def _defer(
+        self,
+        run: _Run,
+        *,
+        step: tuple[dict[str, Any], dict[str, Any]],
+        logs: Sequence[tuple[str, str, dict[str, Any] | None]],
+        events: Sequence[tuple[str, dict[str, Any]]],
+    ) -> None:
+        """Keep a step's completion for the execution's next write (the next step's start, or
+        the end), which commits it before anything else happens: one commit instead of two."""
+        assert run.deferred is None
+        run.deferred = self._op(run, step=step, logs=logs, events=events)
+
+    def _op(
+        self,
+        run: _Run,
+        *,
+        step: tuple[dict[str, Any], dict[str, Any]] | None,
+        logs: Sequence[tuple[str, str, dict[str, Any] | None]],
+        events: Sequence[tuple[str, dict[str, Any]]],
+    ) -> tuple[WriteOp, list[Event]]:
         log_rows = [self._log_row(run, level, message, meta) for level, message, meta in logs]
         pending = self._events(run, log_rows, events)
-        step_write = None
+        op = WriteOp(
+            run.execution_id, run.token, logs=log_rows, events=[event.row() for event in pending]
+        )
         if step is not None:
             where, values = step
             key = where["step_key"]
             if key in run.step_rows:
-                step_write = StepWrite(key, values)
+                op.steps.append(StepWrite(key, values))
             else:
                 row = {
                     "id": new_id(),
@@ -471,21 +514,9 @@ class Executor:
                     "duration_ms": None,
                     **values,
                 }
-                step_write = StepWrite(key, row, insert=True)
-        cancel_requested = await self.writer.submit(
-            WriteOp(
-                run.execution_id,
-                run.token,
-                step=step_write,
-                logs=log_rows,
-                events=[event.row() for event in pending],
-            )
-        )
-        if step_write is not None:
-            run.step_rows.add(step_write.step_key)
-        if cancel_requested is not None:
-            run.cancel.set()
-        await self._publish(pending)
+                op.steps.append(StepWrite(key, row, insert=True))
+                run.step_rows.add(key)
+        return op, pending
 
     def _events(
         self,
@@ -575,13 +606,11 @@ class Executor:
             ExecutionStatus.FAILED: f"Execution failed after {duration} ms: {error}",
             ExecutionStatus.CANCELLED: f"Execution cancelled after {duration} ms",
         }[status]
-        row = self._log_row(run, level, text, {"durationMs": duration})
         data: dict[str, Any] = {"durationMs": duration, "status": status.value}
         if status == ExecutionStatus.COMPLETED:
             data["output"] = output
         else:
             data["error"] = error
-        pending = self._events(run, [row], [(status.value, data)])
         finish = Finish(
             status=status,
             output=output,
@@ -590,16 +619,12 @@ class Executor:
             duration_ms=duration,
             retries=run.retries,
         )
-        await self.writer.submit(
-            WriteOp(
-                run.execution_id,
-                run.token,
-                logs=[row],
-                events=[event.row() for event in pending],
-                finish=finish,
-            )
+        await self._write(
+            run,
+            logs=[(level, text, {"durationMs": duration})],
+            events=[(status.value, data)],
+            finish=finish,
         )
-        await self._publish(pending)
 
     async def _heartbeat(self, run: _Run) -> None:
         """Renew the lease while steps run, and pick up cancel requests made in the database."""

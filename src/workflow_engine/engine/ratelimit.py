@@ -1,8 +1,9 @@
 """Per-workflow rate limits (`rateLimitMaxConcurrent`, `rateLimitPerMinute`), checked in the
 database inside the claim's transaction, so they hold across every worker of every process.
 
-The workflow's row is locked first (FOR UPDATE on PostgreSQL; SQLite write transactions are
-already exclusive), which serialises the count-then-claim of executions of one workflow.
+The execution is claimed first; then the workflow's row is locked (FOR UPDATE on PostgreSQL;
+SQLite write transactions are already exclusive), which serialises the claim-then-count of
+executions of one workflow. Over a limit, the transaction is rolled back (claim undone).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ def has_limits(definition: WorkflowDefinition) -> bool:
 async def wait_needed_ms(
     conn: AsyncConnection, workflow_id: str, definition: WorkflowDefinition
 ) -> int:
-    """0 if an execution of the workflow may start now, else how long to wait before asking."""
+    """0 if the execution just claimed (and counted) in this transaction may start, else how long
+    to wait before asking again."""
     lock = select(workflows.c.id).where(workflows.c.id == workflow_id)
     if conn.dialect.name == "postgresql":
         lock = lock.with_for_update()
@@ -38,7 +40,7 @@ async def wait_needed_ms(
             .select_from(executions)
             .where(executions.c.workflow_id == workflow_id, executions.c.status == ex_store.RUNNING)
         )
-        if (running or 0) >= definition.rateLimitMaxConcurrent:
+        if (running or 0) > definition.rateLimitMaxConcurrent:
             return CONCURRENCY_RETRY_MS
     if definition.rateLimitPerMinute:
         since = ex_store.now() - WINDOW
@@ -48,14 +50,15 @@ async def wait_needed_ms(
                     select(executions.c.started_at)
                     .where(executions.c.workflow_id == workflow_id, executions.c.started_at > since)
                     .order_by(executions.c.started_at.desc())
-                    .limit(definition.rateLimitPerMinute)
+                    .limit(definition.rateLimitPerMinute + 1)
                 )
             )
             .scalars()
             .all()
         )
-        if len(recent) >= definition.rateLimitPerMinute:
-            oldest = recent[-1]
+        # The execution being claimed is among them: over the limit if there are N others.
+        if len(recent) > definition.rateLimitPerMinute:
+            oldest = recent[-1]  # the Nth other start: when it leaves the window, room
             wait = (oldest + WINDOW - ex_store.now()).total_seconds() * 1000
             return max(int(wait) + 1, 1)
     return 0

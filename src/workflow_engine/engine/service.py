@@ -168,7 +168,11 @@ class EngineService:
                 idempotency_key=idempotency_key,
             )
             try:
-                async with conn.begin_nested():
+                if idempotency_key:
+                    # A savepoint only when a key can collide (it costs two round trips).
+                    async with conn.begin_nested():
+                        execution_id = await ex_store.insert_execution(conn, new)
+                else:
                     execution_id = await ex_store.insert_execution(conn, new)
             except IntegrityError:
                 # The same key raced in from another request: answer with that execution.
@@ -178,6 +182,7 @@ class EngineService:
                 if existing is None:
                     raise
                 return Started(existing["id"], existing["status"], created=False)
+        # After the commit, so the dispatcher always finds the row.
         await self._enqueue(execution_id)
         return Started(execution_id, ExecutionStatus.PENDING.value, created=True)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from workflow_engine.domain.definition import WorkflowDefinition
 from workflow_engine.storage import workflows as wf_store
 from workflow_engine.storage.db import Database
@@ -25,14 +27,17 @@ class VersionCache:
         self._size = size
         self._items: OrderedDict[str, LoadedVersion] = OrderedDict()
 
-    async def get(self, version_id: str) -> LoadedVersion:
+    async def get(self, version_id: str, *, conn: AsyncConnection | None = None) -> LoadedVersion:
+        """The version, from memory or loaded (through `conn` when given)."""
         cached = self._items.get(version_id)
         if cached is not None:
             self._items.move_to_end(version_id)
             return cached
-        async with self._db.read() as conn:
-            row = await wf_store.get_version(conn, version_id=version_id)
-            step_ids = await wf_store.version_step_ids(conn, version_id)
+        if conn is None:
+            async with self._db.read() as own:
+                return await self.get(version_id, conn=own)
+        row = await wf_store.get_version(conn, version_id=version_id)
+        step_ids = await wf_store.version_step_ids(conn, version_id)
         loaded = LoadedVersion(
             id=row["id"],
             workflow_id=row["workflow_id"],

@@ -90,26 +90,11 @@ class ExecutionRunner:
         self.owner = worker_id()
 
     async def __call__(self, job: Job) -> None:
-        async with self.db.read() as conn:
-            try:
-                row = await ex_store.get_execution(conn, job.id)
-            except NotFound:
-                log.warning("execution job %s: no such execution; dropped", job.id)
-                return
-        version = await self.executor.versions.get(row["workflow_version_id"])
-        limited = row["status"] == ex_store.PENDING and ratelimit.has_limits(version.definition)
         async with self.db.write() as conn:
-            if limited:
-                wait_ms = await ratelimit.wait_needed_ms(
-                    conn, row["workflow_id"], version.definition
-                )
-                if wait_ms:
-                    # Over a limit: stay pending and come back later; no attempt is spent.
-                    raise Delay(wait_ms, "rate limited")
             claim = await ex_store.claim(conn, job.id, owner=self.owner, lease_ms=self.lease_ms)
             if claim is None:
-                # Finished, cancelled, or owned by a live worker. A cancelled one whose owner died
-                # is finished here.
+                # Finished, cancelled, unknown, or owned by a live worker. A cancelled one whose
+                # owner died is finished here.
                 await ex_store.cancel_unowned(conn, job.id)
                 return
             if claim.token > self.max_deliveries:
@@ -120,4 +105,14 @@ class ExecutionRunner:
                     f"stalled); giving up after {self.max_deliveries} deliveries",
                 )
                 return
+            if claim.first_start:
+                version = await self.executor.versions.get(claim.workflow_version_id, conn=conn)
+                if ratelimit.has_limits(version.definition):
+                    wait_ms = await ratelimit.wait_needed_ms(
+                        conn, claim.workflow_id, version.definition
+                    )
+                    if wait_ms:
+                        # Over a limit: the claim is rolled back, the execution stays pending
+                        # and its job comes back later; no attempt is spent.
+                        raise Delay(wait_ms, "rate limited")
         await self.executor.run(claim)

@@ -135,9 +135,19 @@ async def list_logs(conn: AsyncConnection, execution_id: str) -> list[RowMapping
 
 @dataclass(frozen=True)
 class Claim:
+    """A claimed execution, with what its executor needs to start (no second read)."""
+
     execution_id: str
     token: int
-    first_start: bool
+    workflow_id: str
+    workflow_version_id: str
+    input: Any
+    started_at: datetime
+    rerun_of_id: str | None
+
+    @property
+    def first_start(self) -> bool:
+        return self.token == 1
 
 
 async def claim(
@@ -165,13 +175,27 @@ async def claim(
                 started_at=func.coalesce(executions.c.started_at, stamp),
                 updated_at=stamp,
             )
-            .returning(executions.c.fencing_token)
+            .returning(
+                executions.c.fencing_token,
+                executions.c.workflow_id,
+                executions.c.workflow_version_id,
+                executions.c.input,
+                executions.c.started_at,
+                executions.c.rerun_of_id,
+            )
         )
     ).first()
     if row is None:
         return None
-    token = int(row[0])
-    return Claim(execution_id, token, first_start=token == 1)
+    return Claim(
+        execution_id=execution_id,
+        token=int(row.fencing_token),
+        workflow_id=row.workflow_id,
+        workflow_version_id=row.workflow_version_id,
+        input=row.input,
+        started_at=row.started_at,
+        rerun_of_id=row.rerun_of_id,
+    )
 
 
 async def fail_unclaimable(conn: AsyncConnection, execution_id: str, error: str) -> bool:

@@ -59,7 +59,7 @@ class Finish:
 class WriteOp:
     execution_id: str
     token: int
-    step: StepWrite | None = None
+    steps: list[StepWrite] = field(default_factory=list)
     logs: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     finish: Finish | None = None
@@ -144,20 +144,22 @@ class ExecutionWriter:
 
 async def _write_steps(conn: AsyncConnection, ops: list[WriteOp]) -> None:
     inserts = [
-        {"execution_id": op.execution_id, "step_key": op.step.step_key, **op.step.values}
+        {"execution_id": op.execution_id, "step_key": step.step_key, **step.values}
         for op in ops
-        if op.step is not None and op.step.insert
+        for step in op.steps
+        if step.insert
     ]
     if inserts:
         await conn.execute(execution_steps.insert(), inserts)
     # executemany needs one column set per statement: group the updates by theirs.
     updates: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     for op in ops:
-        if op.step is not None and not op.step.insert:
-            columns = tuple(sorted(op.step.values))
-            params = {f"v_{k}": v for k, v in op.step.values.items()}
-            updates[columns].append(
-                {"b_execution_id": op.execution_id, "b_step_key": op.step.step_key, **params}
+        for step in op.steps:
+            if step.insert:
+                continue
+            params = {f"v_{k}": v for k, v in step.values.items()}
+            updates[tuple(sorted(step.values))].append(
+                {"b_execution_id": op.execution_id, "b_step_key": step.step_key, **params}
             )
     for columns, rows in updates.items():
         statement = (
