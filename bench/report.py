@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 from typing import Any
 
 from harness import Figure
@@ -392,4 +393,7 @@ def render(results: dict[str, Any], *, command: str) -> str:
     for line in notes:
         w(f"- {line}")
     w("")
+    profile = Path(__file__).with_name("PROFILE.md")
+    if profile.exists():
+        w(profile.read_text().rstrip() + "\n")
     return "\n".join(out)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,12 +12,11 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from tests.support.services import PG_ADMIN_DB, PG_HOST, PG_PORT, require
+from tests.support.databases import fresh_database
 from tests.support.target import Target, run_target
 from workflow_engine.api.app import create_app
 from workflow_engine.bootstrap import Engine
 from workflow_engine.settings import Settings
-from workflow_engine.storage import migrate
 from workflow_engine.storage.db import Database
 from workflow_engine.storage.tables import metadata
 
@@ -30,38 +27,8 @@ FINAL = {"completed", "failed", "cancelled"}
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session (dropped at the end), migrated."""
-    require("PostgreSQL", PG_HOST, PG_PORT)
-    name = f"we_test_{uuid.uuid4().hex[:10]}"
-    admin = f"postgresql://{PG_HOST}:{PG_PORT}/{PG_ADMIN_DB}"
-
-    async def admin_sql(sql: str) -> None:
-        db = Database(admin)
-        try:
-            async with db.engine.connect() as conn:
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
-                await conn.execute(text(sql))
-        finally:
-            await db.dispose()
-
-    async def create() -> None:
-        await admin_sql(f'CREATE DATABASE "{name}"')
-        db = Database(f"postgresql://{PG_HOST}:{PG_PORT}/{name}")
-        try:
-            await migrate.upgrade(db)
-        finally:
-            await db.dispose()
-
-    # Session fixtures may be first asked for inside a test's running loop: use a thread.
-    _run_in_thread(create())
-    try:
-        yield f"postgresql://{PG_HOST}:{PG_PORT}/{name}"
-    finally:
-        _run_in_thread(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-def _run_in_thread(coro: Coroutine[Any, Any, None]) -> None:
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, coro).result()
+    with fresh_database("we_test", migrated=True) as url:
+        yield url
 
 
 async def _truncate(url: str) -> None:

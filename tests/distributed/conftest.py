@@ -3,48 +3,23 @@ and `serve` + `workers` processes on them."""
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import Callable, Generator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
 from tests.support.cluster import Cluster
+from tests.support.databases import fresh_database
 from tests.support.servers import RedisServer
-from tests.support.services import PG_ADMIN_DB, PG_HOST, PG_PORT, require
-from workflow_engine.storage.db import Database
 
 pytestmark = pytest.mark.distributed
 
 
-def admin_sql(url: str, sql: str) -> None:
-    async def run() -> None:
-        db = Database(url)
-        try:
-            async with db.engine.connect() as conn:
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
-                await conn.execute(text(sql))
-        finally:
-            await db.dispose()
-
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, run()).result(timeout=60)
-
-
 @pytest.fixture
 def fresh_pg() -> Iterator[str]:
-    require("PostgreSQL", PG_HOST, PG_PORT)
-    name = f"we_dist_{uuid.uuid4().hex[:10]}"
-    admin = f"postgresql://{PG_HOST}:{PG_PORT}/{PG_ADMIN_DB}"
-    admin_sql(admin, f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://{PG_HOST}:{PG_PORT}/{name}"
-    finally:
-        admin_sql(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database("we_dist") as url:
+        yield url
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from tests.distributed.conftest import MakeCluster, admin_sql
+from tests.distributed.conftest import MakeCluster
+from tests.support.databases import admin_sql
 from tests.support.dbcheck import query, status_counts
 from tests.support.servers import PostgresServer, RedisServer
 
@@ -93,7 +94,7 @@ def test_postgres_down_for_ten_seconds_under_load(
 ) -> None:
     pg = PostgresServer().start()
     try:
-        admin_sql(pg.url, 'CREATE DATABASE "engine"')
+        admin_sql('CREATE DATABASE "engine"', url=pg.url)
         url = pg.url.rsplit("/", 1)[0] + "/engine"
         cluster = make_cluster(url, redis_server.url)
         serve = cluster.start_serve()

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import Callable, Generator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
+from tests.support.databases import fresh_database
 from tests.support.process import Serve
-from tests.support.services import PG_ADMIN_DB, PG_HOST, PG_PORT, require
-from workflow_engine.storage.db import Database
 
 TOKEN = "e2e-token"
 StartServe = Callable[..., Serve]
@@ -68,24 +63,5 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 @pytest.fixture
 def private_pg_url() -> Iterator[str]:
     """A new, EMPTY PostgreSQL database of this test's own (serve migrates it), dropped after."""
-    require("PostgreSQL", PG_HOST, PG_PORT)
-    name = f"we_e2e_{uuid.uuid4().hex[:10]}"
-
-    async def admin_sql(sql: str) -> None:
-        db = Database(f"postgresql://{PG_HOST}:{PG_PORT}/{PG_ADMIN_DB}")
-        try:
-            async with db.engine.connect() as conn:
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
-                await conn.execute(text(sql))
-        finally:
-            await db.dispose()
-
-    def run(sql: str) -> None:
-        with ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, admin_sql(sql)).result(timeout=30)
-
-    run(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://{PG_HOST}:{PG_PORT}/{name}"
-    finally:
-        run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database("we_e2e") as url:
+        yield url

@@ -266,3 +266,20 @@ async def test_rooms_for_workflow_and_all(tmp_path: Path) -> None:
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.3)
             assert (len(everything.events), len(by_workflow.events)) == count
+
+
+async def test_batch_subscribers_get_the_same_events_in_fewer_messages(tmp_path: Path) -> None:
+    async with live_server(f"sqlite:///{tmp_path / 'e.db'}", tmp_path) as server:
+        wanted = await _create(server, THREE_STEPS)
+        async with socket_client(server.url, auth={"token": server.token}) as monitor:
+            assert (await monitor.call("subscribe_all", {"batch": True, "steps": True}))["ok"]
+            ids = [await _execute(server, wanted, {"name": str(n)}) for n in range(5)]
+            for execution_id in ids:
+                await monitor.wait_final(execution_id)
+            expected = ["started", *["step_started", "step_completed"] * 3, "completed"]
+            for execution_id in ids:
+                assert monitor.names(execution_id) == expected
+                seqs = [p["seq"] for _, p in monitor.of(execution_id)]
+                assert seqs == sorted(set(seqs))
+            # Every event came inside an `events` batch, and batches held several events.
+            assert 0 < monitor.batches < len(monitor.events)

@@ -4,20 +4,15 @@ Real PostgreSQL (a database of this test's own) and a private real Redis."""
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
 from tests.support.cluster import Cluster
+from tests.support.databases import fresh_database
 from tests.support.realtime import socket_client
 from tests.support.servers import RedisServer
-from tests.support.services import PG_ADMIN_DB, PG_HOST, PG_PORT, require
-from workflow_engine.storage.db import Database
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -31,39 +26,18 @@ WORKFLOW = {
 }
 
 
-def _admin(sql: str) -> None:
-    async def run() -> None:
-        db = Database(f"postgresql://{PG_HOST}:{PG_PORT}/{PG_ADMIN_DB}")
-        try:
-            async with db.engine.connect() as conn:
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
-                await conn.execute(text(sql))
-        finally:
-            await db.dispose()
-
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, run()).result(timeout=60)
-
-
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    require("PostgreSQL", PG_HOST, PG_PORT)
-    name = f"we_rt_{uuid.uuid4().hex[:10]}"
-    _admin(f'CREATE DATABASE "{name}"')
-    redis = RedisServer().start()
-    deployment = Cluster(
-        tmp_path,
-        database_url=f"postgresql://{PG_HOST}:{PG_PORT}/{name}",
-        redis_url=redis.url,
-    )
-    try:
-        deployment.start_serve()
-        deployment.start_workers(1)
-        yield deployment
-    finally:
-        deployment.stop()
-        redis.stop()
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database("we_rt") as database_url:
+        redis = RedisServer().start()
+        deployment = Cluster(tmp_path, database_url=database_url, redis_url=redis.url)
+        try:
+            deployment.start_serve()
+            deployment.start_workers(1)
+            yield deployment
+        finally:
+            deployment.stop()
+            redis.stop()
 
 
 async def test_events_from_a_workers_process_reach_a_client_of_serve(cluster: Cluster) -> None:

@@ -3,33 +3,19 @@ PostgreSQL database and a Redis, started as a user starts them (environment vari
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import time
 from pathlib import Path
 
-from tests.support.process import CLI, Serve, clean_env
+from tests.support.process import EngineProcess, Serve, clean_env
 
 
-class Workers:
+class Workers(EngineProcess):
     """One `workflow-engine workers` process."""
 
     def __init__(
         self, workdir: Path, env: dict[str, str | None], *, name: str, args: tuple[str, ...] = ()
     ) -> None:
-        self.name = name
-        self.stdout_path = workdir / f"{name}.stdout"
-        self.stderr_path = workdir / f"{name}.stderr"
-        self._out = self.stdout_path.open("wb")
-        self._err = self.stderr_path.open("wb")
-        self.proc = subprocess.Popen(
-            [CLI, "workers", *args],
-            cwd=workdir,
-            env=clean_env(env),
-            stdin=subprocess.DEVNULL,
-            stdout=self._out,
-            stderr=self._err,
-        )
+        super().__init__("workers", workdir, clean_env(env), args=args, name=name)
 
     def wait_ready(self, timeout: float = 30) -> Workers:
         deadline = time.monotonic() + timeout
@@ -40,45 +26,6 @@ class Workers:
                 raise AssertionError(f"{self.name} exited early\n{self.logs()}")
             time.sleep(0.05)
         raise AssertionError(f"{self.name} not ready after {timeout} s\n{self.logs()}")
-
-    def signal(self, sig: signal.Signals) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
-
-    def wait_exit(self, timeout: float) -> int:
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"{self.name} still running after {timeout} s") from None
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._out.close()
-        self._err.close()
-
-    def stdout(self) -> str:
-        self._out.flush()
-        return self.stdout_path.read_text(errors="replace")
-
-    def logs(self) -> str:
-        self._err.flush()
-        state = "running" if self.proc.poll() is None else f"exit code {self.proc.returncode}"
-        return (
-            f"--- {self.name} pid {self.proc.pid} ({state}) ---\n{self.stdout()[-4000:]}\n"
-            f"--- stderr ---\n{self.stderr_path.read_text(errors='replace')[-6000:]}"
-        )
 
 
 class Cluster:

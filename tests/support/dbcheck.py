@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy import text
 
+from tests.support.databases import run_sync
 from workflow_engine.storage.db import Database
 
 
@@ -23,8 +22,7 @@ def query(url: str, sql: str, **params: Any) -> list[dict[str, Any]]:
         finally:
             await db.dispose()
 
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, run()).result(timeout=60)
+    return run_sync(run())
 
 
 def status_counts(url: str) -> dict[str, int]:

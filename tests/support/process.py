@@ -49,8 +49,88 @@ def clean_env(overrides: Mapping[str, str | None]) -> dict[str, str]:
     return env
 
 
-class Serve:
-    """One `workflow-engine serve` process."""
+class EngineProcess:
+    """One `workflow-engine COMMAND` process with its output in files; always stopped by its
+    owner (`stop`), with bounded waits everywhere."""
+
+    def __init__(
+        self, command: str, workdir: Path, env: dict[str, str], *, args: tuple[str, ...], name: str
+    ) -> None:
+        self.name = name
+        self.workdir = workdir
+        self.env = env
+        self.stdout_path = workdir / f"{name}.stdout"
+        self.stderr_path = workdir / f"{name}.stderr"
+        self._out = self.stdout_path.open("wb")
+        self._err = self.stderr_path.open("wb")
+        # cwd is a scratch folder so no `.env` of the developer's is read.
+        self.proc = subprocess.Popen(
+            [CLI, command, *args],
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._out,
+            stderr=self._err,
+        )
+
+    def signal(self, sig: signal.Signals) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout: float) -> int:
+        """The exit code; fails (and kills the process) if it runs past `timeout`."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(
+                f"{self.name} still running after {timeout} s\n" + self.logs()
+            ) from None
+
+    def terminate(self, timeout: float = 15) -> int:
+        """SIGTERM, then the exit code (bounded)."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.wait_exit(timeout)
+
+    def kill(self) -> None:
+        """kill -9: no clean-up of any kind."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def stop(self, timeout: float = 10) -> None:
+        """Teardown: always leaves no process behind (a stopped one is woken up first)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._out.close()
+        self._err.close()
+
+    def stdout(self) -> str:
+        if not self._out.closed:
+            self._out.flush()
+        return self.stdout_path.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        if not self._err.closed:
+            self._err.flush()
+        return self.stderr_path.read_text(errors="replace")
+
+    def logs(self) -> str:
+        state = "running" if self.proc.poll() is None else f"exit code {self.proc.returncode}"
+        return (
+            f"--- {self.name} pid {self.proc.pid} ({state}) ---\n"
+            f"--- {self.stdout_path} ---\n{self.stdout()[-6000:]}\n"
+            f"--- {self.stderr_path} ---\n{self.stderr()[-6000:]}"
+        )
+
+
+class Serve(EngineProcess):
+    """One `workflow-engine serve` process on a free loopback port."""
 
     def __init__(
         self,
@@ -60,26 +140,11 @@ class Serve:
         args: tuple[str, ...] = (),
         name: str = "serve",
     ) -> None:
-        self.workdir = workdir
         self.port = int(env["PORT"]) if env.get("PORT") else free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = clean_env({"HOST": "127.0.0.1", **env, "PORT": str(self.port)})
-        self.token = self.env.get("API_TOKEN")
-        self.stdout_path = workdir / f"{name}.stdout"
-        self.stderr_path = workdir / f"{name}.stderr"
-        self._out = self.stdout_path.open("wb")
-        self._err = self.stderr_path.open("wb")
-        # cwd is a scratch folder so no `.env` of the developer's is read.
-        self.proc = subprocess.Popen(
-            [CLI, "serve", *args],
-            cwd=workdir,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._out,
-            stderr=self._err,
-        )
-
-    # --- life cycle -----------------------------------------------------------------------------
+        full_env = clean_env({"HOST": "127.0.0.1", **env, "PORT": str(self.port)})
+        self.token = full_env.get("API_TOKEN")
+        super().__init__("serve", workdir, full_env, args=args, name=name)
 
     def wait_ready(self, timeout: float = 30) -> Serve:
         """Wait until /api/health answers 200; fail with the logs if the process dies first."""
@@ -99,53 +164,8 @@ class Serve:
                 time.sleep(0.05)
         raise AssertionError(f"serve not ready after {timeout} s\n" + self.logs())
 
-    def wait_exit(self, timeout: float) -> int:
-        """The exit code; fails (and kills the process) if it runs past `timeout`."""
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"serve still running after {timeout} s\n" + self.logs()) from None
-
-    def terminate(self, timeout: float = 15) -> int:
-        """SIGTERM, then the exit code (bounded)."""
-        self.proc.send_signal(signal.SIGTERM)
-        return self.wait_exit(timeout)
-
-    def kill(self) -> None:
-        """kill -9: no clean-up of any kind."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        """Teardown: always leaves no process behind."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._out.close()
-        self._err.close()
-
-    # --- output ---------------------------------------------------------------------------------
-
-    def stdout(self) -> str:
-        self._out.flush()
-        return self.stdout_path.read_text(errors="replace")
-
-    def stderr(self) -> str:
-        self._err.flush()
-        return self.stderr_path.read_text(errors="replace")
-
-    def logs(self) -> str:
-        state = "running" if self.proc.poll() is None else f"exit code {self.proc.returncode}"
-        return (
-            f"--- pid {self.proc.pid} ({state}) ---\n"
-            f"--- {self.stdout_path} ---\n{self.stdout()[-6000:]}\n"
-            f"--- {self.stderr_path} ---\n{self.stderr()[-6000:]}"
-        )
+    def stop(self, timeout: float = 5) -> None:
+        super().stop(timeout)
 
     # --- HTTP -----------------------------------------------------------------------------------
 

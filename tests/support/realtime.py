@@ -74,6 +74,8 @@ class Recorder:
     sio: socketio.AsyncClient
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    batches: int = 0
+    """`events` messages received (batch subscriptions); their items are in `events`."""
 
     def of(self, execution_id: str) -> list[tuple[str, dict[str, Any]]]:
         return [(name, p) for name, p in self.events if p.get("executionId") == execution_id]
@@ -108,7 +110,11 @@ async def socket_client(
     recorder = Recorder(sio)
 
     async def on_any(event: str, data: Any = None) -> None:
-        recorder.events.append((event, data if isinstance(data, dict) else {"data": data}))
+        if event == "events" and isinstance(data, list):
+            recorder.batches += 1
+            recorder.events.extend((item["event"], item) for item in data)
+        else:
+            recorder.events.append((event, data if isinstance(data, dict) else {"data": data}))
         recorder.changed.set()
 
     sio.on("*", on_any)

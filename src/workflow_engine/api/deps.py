@@ -12,7 +12,7 @@ from workflow_engine.bootstrap import Engine
 from workflow_engine.storage.pagination import Cursor
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
 

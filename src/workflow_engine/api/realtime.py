@@ -7,7 +7,8 @@ Client -> server (each answers with an acknowledgement `{"ok": ..., ...}`):
 - `subscribe_workflow` / `unsubscribe_workflow` with a workflow id or name (or
   `{"workflowId": ..., "steps": true}`): live `started`/`completed`/`failed`/`cancelled` events of
   its executions, and their step events with `"steps": true`. `subscribe_all` (optionally
-  `{"steps": true}`) / `unsubscribe_all`: the same for every execution.
+  `{"steps": true}`) / `unsubscribe_all`: the same for every execution. With `"batch": true`
+  these come every 100 ms as one `events` message holding a list of `{"event": name, ...}`.
 
 A connection must authenticate: `auth={"token": ...}`, an `Authorization: Bearer` header, or the
 UI's session cookie; anything else is refused before any event can be read. Rooms are named by
@@ -23,7 +24,13 @@ import socketio
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from workflow_engine.api.auth import token_matches
-from workflow_engine.api.realtime_hub import ALL_ROOM, RealtimeHub, steps_room, workflow_room
+from workflow_engine.api.realtime_hub import (
+    ALL_ROOM,
+    RealtimeHub,
+    batch_room,
+    steps_room,
+    workflow_room,
+)
 from workflow_engine.api.session import cookie_from_header, session_valid
 from workflow_engine.errors import NotFound
 from workflow_engine.events.bus import EventBus
@@ -137,16 +144,19 @@ class Realtime:
         return {"ok": True}
 
     async def _join(self, sid: str, room: str, options: Any) -> None:
-        """Execution events always; step events too with `{"steps": true}`."""
-        await self.sio.enter_room(sid, room)
-        if isinstance(options, dict) and options.get("steps") is True:
-            await self.sio.enter_room(sid, steps_room(room))
-        else:
-            await self.sio.leave_room(sid, steps_room(room))
+        """Execution events always; step events too with `{"steps": true}`; all of them in
+        `events` batches with `{"batch": true}`."""
+        await self._leave(sid, room)
+        wanted = options if isinstance(options, dict) else {}
+        place = batch_room if wanted.get("batch") is True else (lambda name: name)
+        await self.sio.enter_room(sid, place(room))
+        if wanted.get("steps") is True:
+            await self.sio.enter_room(sid, place(steps_room(room)))
 
     async def _leave(self, sid: str, room: str) -> None:
-        await self.sio.leave_room(sid, room)
-        await self.sio.leave_room(sid, steps_room(room))
+        for name in (room, steps_room(room)):
+            await self.sio.leave_room(sid, name)
+            await self.sio.leave_room(sid, batch_room(name))
 
     async def _execution(self, execution_id: str) -> Any:
         if self.db is None:

@@ -41,6 +41,16 @@ def steps_room(room: str) -> str:
     return f"{room}+steps"
 
 
+def batch_room(room: str) -> str:
+    """The clients of `room` that take its events in batches (one `events` message with a list,
+    every BATCH_INTERVAL_S): a list page needs no more, and it costs a frame per batch instead of
+    a frame per event per client."""
+    return f"{room}+batch"
+
+
+BATCH_INTERVAL_S = 0.1
+
+
 @dataclass
 class _Subscription:
     sid: str
@@ -61,6 +71,8 @@ class RealtimeHub:
         self._inbox: asyncio.Queue[Event] = asyncio.Queue()
         self._pump: asyncio.Task[None] | None = None
         self._unsubscribe_bus: Any = None
+        self._batches: dict[str, list[dict[str, Any]]] = {}
+        self._batcher: asyncio.Task[None] | None = None
 
     async def start(self, db: Database, bus: EventBus) -> None:
         self.db = db
@@ -75,6 +87,9 @@ class RealtimeHub:
         tasks = [s.task for subs in self._by_execution.values() for s in subs.values() if s.task]
         if self._pump is not None:
             tasks.append(self._pump)
+        if self._batcher is not None:
+            tasks.append(self._batcher)
+            self._batcher = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -131,8 +146,28 @@ class RealtimeHub:
             rooms = [steps_room(room) for room in rooms]
         elif event.type not in EXECUTION_EVENT_TYPES:
             return
+        payload = event.payload()
         # A client following this execution gets it once, from its ordered stream.
-        await self.sio.emit(event.type, event.payload(), room=rooms, skip_sid=list(subs))
+        await self.sio.emit(event.type, payload, room=rooms, skip_sid=list(subs))
+        batched = [batch_room(room) for room in rooms if self._has_members(batch_room(room))]
+        for room in batched:
+            self._batches.setdefault(room, []).append({"event": event.type, **payload})
+        if batched and (self._batcher is None or self._batcher.done()):
+            self._batcher = asyncio.create_task(self._flush_batches(), name="realtime-batches")
+
+    def _has_members(self, room: str) -> bool:
+        return bool(self.sio.manager.rooms.get("/", {}).get(room))
+
+    async def _flush_batches(self) -> None:
+        """Send what the batch rooms collected, every BATCH_INTERVAL_S, until there is nothing."""
+        while self._batches:
+            await asyncio.sleep(BATCH_INTERVAL_S)
+            batches, self._batches = self._batches, {}
+            for room, items in batches.items():
+                try:
+                    await self.sio.emit("events", items, room=room)
+                except Exception:
+                    log.exception("could not send a batch of %d events", len(items))
 
     async def _deliver(self, sub: _Subscription) -> None:
         try:

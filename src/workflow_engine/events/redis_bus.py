@@ -16,10 +16,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from workflow_engine.events.bus import Event, EventBus, LocalEventBus, Subscriber
 from workflow_engine.redis_support.client import KEY_PREFIX, connect
+from workflow_engine.redis_support.pubsub import listen_forever
 
 log = logging.getLogger(__name__)
 CHANNEL = f"{KEY_PREFIX}:events"
@@ -74,33 +73,15 @@ class RedisEventBus(EventBus):
         return self._local.subscribe(subscriber)
 
     async def _listen(self) -> None:
-        delay = 0.2
-        while True:
-            # No socket timeout: a quiet channel is normal and must not look like a failure.
-            client = aioredis.from_url(
-                self._url, socket_connect_timeout=5, health_check_interval=15
-            )
-            try:
-                async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(self._channel)
-                    delay = 0.2
-                    async for message in pubsub.listen():
-                        if message.get("type") != "message":
-                            continue
-                        try:
-                            event = decode(message["data"])
-                        except (ValueError, KeyError, TypeError):
-                            log.warning("ignoring a malformed message on %s", self._channel)
-                            continue
-                        await self._local.publish(event)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("event channel lost (%s); reconnecting in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5)
-            finally:
-                await client.aclose()
+        await listen_forever(self._url, self._channel, self._received)
+
+    async def _received(self, raw: str) -> None:
+        try:
+            event = decode(raw)
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed message on %s", self._channel)
+            return
+        await self._local.publish(event)
 
     async def close(self) -> None:
         if self._listener is not None:

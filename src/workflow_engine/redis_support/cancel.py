@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import redis.asyncio as aioredis
-
 from workflow_engine.engine.cancel import LocalCancelSignals
 from workflow_engine.redis_support.client import KEY_PREFIX, connect
+from workflow_engine.redis_support.pubsub import listen_forever
 
 log = logging.getLogger(__name__)
 CHANNEL = f"{KEY_PREFIX}:cancel"
@@ -36,24 +35,10 @@ class RedisCancelSignals(LocalCancelSignals):
             self._listener = asyncio.create_task(self._listen(), name="cancel-listener")
 
     async def _listen(self) -> None:
-        delay = 0.2
-        while True:
-            client: aioredis.Redis = connect(self._url)
-            try:
-                async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(CHANNEL)
-                    delay = 0.2
-                    async for message in pubsub.listen():
-                        if message.get("type") == "message":
-                            self.deliver(str(message["data"]))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("cancel channel lost (%s); reconnecting in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5)
-            finally:
-                await client.aclose()
+        await listen_forever(self._url, CHANNEL, self._received)
+
+    async def _received(self, execution_id: str) -> None:
+        self.deliver(execution_id)
 
     async def close(self) -> None:
         if self._listener is not None:

@@ -81,7 +81,7 @@ class LoginRequired(Exception):
         self.next_url = next_url
 
 
-def require_login(request: Request) -> None:
+async def require_login(request: Request) -> None:
     """FastAPI dependency for every page."""
     token: str | None = request.app.state.token
     if token is None:

@@ -42,6 +42,7 @@
   }
   setInterval(refreshQueues, 5000);
 
-  const socket = WE.connect((s) => s.emit("subscribe_all"));
-  socket.onAny(onEvent);
+  // Batches: one message every 100 ms however many executions finish (cheap with many viewers).
+  const socket = WE.connect((s) => s.emit("subscribe_all", { batch: true }));
+  socket.on("events", (items) => items.forEach((item) => onEvent(item.event, item)));
 })();
