@@ -112,6 +112,7 @@ class Engine:
         await self.execution_queue.stop_worker(grace_s=grace)
         await self.dispatch_queue.close()
         await self.execution_queue.close()
+        await self.executor.writer.close()  # what stopped executions submitted is written
         for close in reversed(self._closers):
             try:
                 await close()

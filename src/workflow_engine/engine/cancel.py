@@ -17,28 +17,34 @@ class CancelSignals(ABC):
 
     @abstractmethod
     def watch(self, execution_id: str) -> asyncio.Event:
-        """An event set when a cancel for `execution_id` arrives; call `unwatch` when done."""
+        """A new event, set when a cancel for `execution_id` arrives; `unwatch` it when done.
+        Each delivery of an execution gets its own, so one run's state never leaks into another."""
 
     @abstractmethod
-    def unwatch(self, execution_id: str) -> None: ...
+    def unwatch(self, execution_id: str, event: asyncio.Event) -> None: ...
 
 
 class LocalCancelSignals(CancelSignals):
     """Signals within one process (embedded mode, and the receiving end of the Redis one)."""
 
     def __init__(self) -> None:
-        self._events: dict[str, asyncio.Event] = {}
+        self._events: dict[str, set[asyncio.Event]] = {}
 
     async def request(self, execution_id: str) -> None:
         self.deliver(execution_id)
 
     def deliver(self, execution_id: str) -> None:
-        event = self._events.get(execution_id)
-        if event is not None:
+        for event in self._events.get(execution_id, ()):
             event.set()
 
     def watch(self, execution_id: str) -> asyncio.Event:
-        return self._events.setdefault(execution_id, asyncio.Event())
+        event = asyncio.Event()
+        self._events.setdefault(execution_id, set()).add(event)
+        return event
 
-    def unwatch(self, execution_id: str) -> None:
-        self._events.pop(execution_id, None)
+    def unwatch(self, execution_id: str, event: asyncio.Event) -> None:
+        watchers = self._events.get(execution_id)
+        if watchers is not None:
+            watchers.discard(event)
+            if not watchers:
+                del self._events[execution_id]

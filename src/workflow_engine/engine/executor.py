@@ -8,8 +8,10 @@ a redelivered execution skips the steps already `completed` or `skipped`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
+import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -131,9 +133,16 @@ class Executor:
         except LeaseLost:
             log.warning("execution %s: lease lost, another worker owns it now", run.execution_id)
             return None
+        except asyncio.CancelledError:
+            # Handed back (shutdown past its grace period): let the next worker take it at once
+            # rather than after the lease runs out.
+            with contextlib.suppress(BaseException):
+                async with asyncio.timeout(2):
+                    await self._release(run)
+            raise
         finally:
             heartbeat.cancel()
-            self.cancels.unwatch(run.execution_id)
+            self.cancels.unwatch(run.execution_id, run.cancel)
             await asyncio.gather(heartbeat, return_exceptions=True)
 
     async def _run(
@@ -453,8 +462,14 @@ class Executor:
         finish: Finish | None = None,
     ) -> None:
         """One fenced write (group-committed): the step row, the log rows and the events (each
-        log line is also a `log` event), with whatever `_defer` left; published once committed."""
+        log line is also a `log` event), with whatever `_defer` left; published once committed.
+
+        If it cannot be written, the run is left as it was before the call (the deferred
+        completion kept, no step row assumed, no event number used), so nothing is lost.
+        """
+        seq_before = run.seq
         op, pending = self._op(run, step=step, logs=logs, events=events)
+        inserted = [write.step_key for write in op.steps if write.insert]
         op.finish = finish
         deferred, run.deferred = run.deferred, None
         if deferred is not None:
@@ -463,10 +478,39 @@ class Executor:
             op.logs[:0] = earlier.logs
             op.events[:0] = earlier.events
             pending[:0] = earlier_events
-        cancel_requested = await self.writer.submit(op)
+        try:
+            cancel_requested = await self._submit(op)
+        except BaseException as exc:
+            # Cancelled while the write was in flight: it may still be made. Wait to know, so
+            # that the run's state matches the database either way.
+            if isinstance(exc, asyncio.CancelledError) and await _settled(op):
+                await self._publish(pending)
+                raise
+            run.deferred = deferred
+            run.step_rows.difference_update(inserted)
+            run.seq = seq_before
+            raise
         if cancel_requested is not None:
             run.cancel.set()
         await self._publish(pending)
+
+    async def _submit(self, op: WriteOp) -> datetime | None:
+        """Submit, trying again while the database is briefly unreachable (a restart): the
+        failed transaction was rolled back, so the same write can be sent again. Gives up after
+        half a lease, before another worker could take the execution over."""
+        deadline = time.monotonic() + self.config.lease_ms / 2000
+        delay = 0.1
+        while True:
+            try:
+                return await self.writer.submit(op)
+            except LeaseLost:
+                raise
+            except Exception as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("execution %s: write failed (%s); retrying", op.execution_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def _defer(
         self,
@@ -566,8 +610,9 @@ class Executor:
             "id": new_id(),
             "execution_id": run.execution_id,
             "level": level,
-            "message": message,
-            "metadata": meta,
+            # What a step logs may hold anything: store what both databases accept.
+            "message": _jsonable(message),
+            "metadata": _jsonable(meta),
             "timestamp": stamp,
         }
 
@@ -626,6 +671,10 @@ class Executor:
             finish=finish,
         )
 
+    async def _release(self, run: _Run) -> None:
+        async with self.db.write() as conn:
+            await store.release_lease(conn, run.execution_id, run.token)
+
     async def _heartbeat(self, run: _Run) -> None:
         """Renew the lease while steps run, and pick up cancel requests made in the database."""
         interval = self.config.lease_ms / 3 / 1000
@@ -647,6 +696,18 @@ class Executor:
     def _label(run: _Run) -> str:
         definition = run.version.definition
         return f"workflow '{definition.name}' v{run.version.number}"
+
+
+async def _settled(op: WriteOp, timeout_s: float = 10.0) -> bool:
+    """Whether a submitted write was made (waiting for it, bounded)."""
+    if op.done is None:
+        return False
+    try:
+        async with asyncio.timeout(timeout_s):
+            await asyncio.shield(op.done)
+    except BaseException:
+        return False
+    return True
 
 
 def _ms_since(start: datetime) -> int:

@@ -93,8 +93,9 @@ class LocalQueue(JobQueue):
             try:
                 await asyncio.shield(task)
             except asyncio.CancelledError:
-                # Stopped with the job unfinished: hand it back.
+                # Stopped with the job unfinished: hand it back (once its handler has stopped).
                 task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
                 self._active.pop(job.id, None)
                 self._waiting.appendleft(job)
                 raise

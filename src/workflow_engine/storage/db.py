@@ -61,7 +61,7 @@ class Database:
         kwargs: dict[str, Any] = {"connect_args": connect_args}
         if not self.is_sqlite:
             # No pre-ping: it costs three round trips per checkout; a dead connection raises and is
-            # replaced, and writers retry (see engine.executor).
+            # replaced, and the executor's writes are sent again (Executor._submit).
             kwargs.update(pool_size=pool_size, max_overflow=0, pool_timeout=60, pool_recycle=1800)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None

@@ -198,6 +198,20 @@ async def claim(
     )
 
 
+async def release_lease(conn: AsyncConnection, execution_id: str, token: int) -> None:
+    """Give a running execution up (its worker is stopping): its lease ends now, so the
+    reconciler hands it to another worker on its next pass."""
+    await conn.execute(
+        update(executions)
+        .where(
+            executions.c.id == execution_id,
+            executions.c.fencing_token == token,
+            executions.c.status == RUNNING,
+        )
+        .values(lease_expires_at=now(), lease_owner=None)
+    )
+
+
 async def fail_unclaimable(conn: AsyncConnection, execution_id: str, error: str) -> bool:
     """Fail an execution outside any lease (e.g. its workflow vanished, or it kept crashing)."""
     stamp = now()

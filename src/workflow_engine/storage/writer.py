@@ -85,36 +85,50 @@ class ExecutionWriter:
         self._wakeup.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._flush_forever(), name="execution-writer")
-        return await op.done
+        # Shielded: a caller cancelled meanwhile can still learn whether its write was made.
+        return await asyncio.shield(op.done)
 
     async def _flush_forever(self) -> None:
         while self._queue:
             batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
             try:
-                outcome = await self._flush(batch)
+                self._resolve(batch, await self._flush(batch))
             except Exception as exc:
-                for op in batch:
-                    if op.done is not None and not op.done.done():
-                        op.done.set_exception(exc)
-                continue
-            for op in batch:
-                if op.done is None or op.done.done():
+                if len(batch) == 1:
+                    _fail(batch[0], exc)
                     continue
-                if op.execution_id in outcome:
-                    op.done.set_result(outcome[op.execution_id])
-                else:
-                    op.done.set_exception(LeaseLost())
+                # One bad write must not fail its neighbours: each on its own, then.
+                log.warning(
+                    "a batch of %d writes failed (%s); writing them one by one", len(batch), exc
+                )
+                for op in batch:
+                    try:
+                        self._resolve([op], await self._flush([op]))
+                    except Exception as single:
+                        _fail(op, single)
+
+    @staticmethod
+    def _resolve(batch: list[WriteOp], owned: dict[tuple[str, int], datetime | None]) -> None:
+        for op in batch:
+            if op.done is None or op.done.done():
+                continue
+            key = (op.execution_id, op.token)
+            if key in owned:
+                op.done.set_result(owned[key])
+            else:
+                op.done.set_exception(LeaseLost())
 
     async def close(self) -> None:
+        """Wait until everything submitted is written (at shutdown)."""
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def _flush(self, batch: list[WriteOp]) -> dict[str, datetime | None]:
-        """One transaction for the batch; returns {execution_id: cancel_requested_at} of the
-        executions whose writes were made (those still owned by their caller)."""
+    async def _flush(self, batch: list[WriteOp]) -> dict[tuple[str, int], datetime | None]:
+        """One transaction for the batch; returns {(execution_id, token): cancel_requested_at}
+        of the writes that were made (their caller still owns the execution)."""
         async with self.db.write() as conn:
             owned = await self._fence(conn, batch)
-            mine = [op for op in batch if op.execution_id in owned]
+            mine = [op for op in batch if (op.execution_id, op.token) in owned]
             await _write_steps(conn, mine)
             logs = [row for op in mine for row in op.logs]
             if logs:
@@ -127,7 +141,7 @@ class ExecutionWriter:
 
     async def _fence(
         self, conn: AsyncConnection, batch: list[WriteOp]
-    ) -> dict[str, datetime | None]:
+    ) -> dict[tuple[str, int], datetime | None]:
         now = datetime.now(UTC)
         pairs = list({(op.execution_id, op.token) for op in batch})
         rows = await conn.execute(
@@ -137,30 +151,46 @@ class ExecutionWriter:
                 executions.c.status == ExecutionStatus.RUNNING.value,
             )
             .values(lease_expires_at=now + timedelta(milliseconds=self.lease_ms), updated_at=now)
-            .returning(executions.c.id, executions.c.cancel_requested_at)
+            .returning(
+                executions.c.id, executions.c.fencing_token, executions.c.cancel_requested_at
+            )
         )
-        return {row[0]: _aware(row[1]) for row in rows}
+        return {(row[0], int(row[1])): _aware(row[2]) for row in rows}
+
+
+def _fail(op: WriteOp, exc: Exception) -> None:
+    if op.done is not None and not op.done.done():
+        op.done.set_exception(exc)
 
 
 async def _write_steps(conn: AsyncConnection, ops: list[WriteOp]) -> None:
+    # Several writes of one step row in a batch are merged in order, so the last one wins.
+    merged: dict[tuple[str, str], StepWrite] = {}
+    for op in ops:
+        for step in op.steps:
+            key = (op.execution_id, step.step_key)
+            earlier = merged.get(key)
+            merged[key] = (
+                step
+                if earlier is None
+                else StepWrite(step.step_key, {**earlier.values, **step.values}, earlier.insert)
+            )
     inserts = [
-        {"execution_id": op.execution_id, "step_key": step.step_key, **step.values}
-        for op in ops
-        for step in op.steps
+        {"execution_id": execution_id, "step_key": step.step_key, **step.values}
+        for (execution_id, _), step in merged.items()
         if step.insert
     ]
     if inserts:
         await conn.execute(execution_steps.insert(), inserts)
     # executemany needs one column set per statement: group the updates by theirs.
     updates: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-    for op in ops:
-        for step in op.steps:
-            if step.insert:
-                continue
-            params = {f"v_{k}": v for k, v in step.values.items()}
-            updates[tuple(sorted(step.values))].append(
-                {"b_execution_id": op.execution_id, "b_step_key": step.step_key, **params}
-            )
+    for (execution_id, _), step in merged.items():
+        if step.insert:
+            continue
+        params = {f"v_{k}": v for k, v in step.values.items()}
+        updates[tuple(sorted(step.values))].append(
+            {"b_execution_id": execution_id, "b_step_key": step.step_key, **params}
+        )
     for columns, rows in updates.items():
         statement = (
             update(execution_steps)
