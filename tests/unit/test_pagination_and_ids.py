@@ -31,6 +31,6 @@ def test_seed_database_urls_are_accepted() -> None:
     url, args = async_url("postgresql://postgres:postgres@localhost:5432/ai_agents?schema=public")
     assert url.drivername == "postgresql+asyncpg"
     assert "schema" not in url.query
-    assert args == {"server_settings": {"search_path": "public"}}
+    assert args["server_settings"] == {"search_path": "public"}
     url, _ = async_url("sqlite:////tmp/x/engine.db")
     assert url.drivername == "sqlite+aiosqlite"

@@ -32,6 +32,9 @@ def async_url(raw: str) -> tuple[URL, dict[str, Any]]:
         query = dict(url.query)
         schema = query.pop("schema", None)
         url = url.set(drivername="postgresql+asyncpg", query=query)
+        # A statement that hangs (lost connection, partition) fails instead of stalling a worker
+        # past its lease; the executor sends the write again or the lease moves on.
+        connect_args["command_timeout"] = 60
         if schema:
             connect_args["server_settings"] = {"search_path": str(schema)}
         return url, connect_args
