@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
@@ -11,20 +10,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 log = logging.getLogger(__name__)
-
-EVENT_TYPES = frozenset(
-    {
-        "started",
-        "step_started",
-        "step_completed",
-        "step_failed",
-        "step_retrying",
-        "completed",
-        "failed",
-        "cancelled",
-        "log",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -97,19 +82,3 @@ class LocalEventBus(EventBus):
                 await subscriber(event)
             except Exception:
                 log.exception("event subscriber failed on %s", event.type)
-
-
-class EventRecorder:
-    """Collects events in memory (tests, CLI): `await recorder.wait_for(pred)`."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self._changed = asyncio.Condition()
-
-    async def __call__(self, event: Event) -> None:
-        async with self._changed:
-            self.events.append(event)
-            self._changed.notify_all()
-
-    def of(self, execution_id: str) -> list[Event]:
-        return [e for e in self.events if e.execution_id == execution_id]
