@@ -14,7 +14,6 @@ from workflow_engine.errors import Conflict, Delay, NotFound
 from workflow_engine.queue.base import Job, JobQueue
 from workflow_engine.redis_support.schedules import slot_of
 from workflow_engine.storage import executions as ex_store
-from workflow_engine.storage import workflows as wf_store
 from workflow_engine.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -43,15 +42,14 @@ class Dispatcher:
             await self._fire_schedule(job)
             return
         async with self.db.read() as conn:
-            try:
-                row = await ex_store.get_execution(conn, job.id)
-            except NotFound:
-                log.warning("dispatch %s: no such execution; dropped", job.id)
-                return
-            if row["status"] != ex_store.PENDING:
-                return
-            workflow = await wf_store.get_workflow(conn, row["workflow_id"])
-        if workflow["archived_at"] is not None:
+            state = await ex_store.dispatch_state(conn, job.id)
+        if state is None:
+            log.warning("dispatch %s: no such execution; dropped", job.id)
+            return
+        status, archived = state
+        if status != ex_store.PENDING:
+            return
+        if archived:
             async with self.db.write() as conn:
                 await ex_store.fail_unclaimable(
                     conn, job.id, "The workflow was archived before this execution started"

@@ -24,6 +24,7 @@ from workflow_engine.storage.tables import (
     execution_logs,
     execution_steps,
     executions,
+    workflows,
 )
 
 RUNNING = ExecutionStatus.RUNNING.value
@@ -88,6 +89,18 @@ async def get_execution(conn: AsyncConnection, execution_id: str) -> RowMapping:
     if row is None:
         raise NotFound(f"execution {execution_id!r} not found")
     return row
+
+
+async def dispatch_state(conn: AsyncConnection, execution_id: str) -> tuple[str, bool] | None:
+    """(status, whether its workflow is archived) in one query; None if there is no such row."""
+    row = (
+        await conn.execute(
+            select(executions.c.status, workflows.c.archived_at.is_not(None))
+            .join(workflows, workflows.c.id == executions.c.workflow_id)
+            .where(executions.c.id == execution_id)
+        )
+    ).first()
+    return (str(row[0]), bool(row[1])) if row is not None else None
 
 
 async def list_executions(
