@@ -71,8 +71,7 @@ def test_a_thousand_executions_on_three_worker_processes(
     fresh_pg: str, redis_server: RedisServer, target: Target, make_cluster: MakeCluster
 ) -> None:
     cluster = make_cluster(fresh_pg, redis_server.url)
-    serve = cluster.start_serve()
-    cluster.start_workers(3)
+    serve = cluster.start(workers=3)
     with serve.client() as client:
         assert client.post("/api/workflows", json=three_steps(target, "bulk")).status_code == 201
 

@@ -31,8 +31,7 @@ def test_a_schedule_fires_once_per_slot_across_three_workers(
     fresh_pg: str, redis_server: RedisServer, make_cluster: MakeCluster
 ) -> None:
     cluster = make_cluster(fresh_pg, redis_server.url)
-    serve = cluster.start_serve()
-    cluster.start_workers(3)
+    serve = cluster.start(workers=3)
     with serve.client() as client:
         created = client.post(
             "/api/workflows",
@@ -72,8 +71,7 @@ def test_rate_limits_hold_across_workers(
     fresh_pg: str, redis_server: RedisServer, make_cluster: MakeCluster
 ) -> None:
     cluster = make_cluster(fresh_pg, redis_server.url)
-    serve = cluster.start_serve()
-    cluster.start_workers(3)
+    serve = cluster.start(workers=3)
     with serve.client() as client:
         client.post("/api/workflows", json=delay_workflow("limited", 300, rateLimitMaxConcurrent=2))
         ids = [
@@ -111,8 +109,7 @@ def test_cancel_reaches_the_worker_process_within_a_second(
     fresh_pg: str, redis_server: RedisServer, make_cluster: MakeCluster
 ) -> None:
     cluster = make_cluster(fresh_pg, redis_server.url)
-    serve = cluster.start_serve()
-    cluster.start_workers(2)
+    serve = cluster.start(workers=2)
     with serve.client() as client:
         client.post("/api/workflows", json=delay_workflow("long", 20_000))
         execution_id = client.post("/api/workflows/long/execute", json={}).json()["executionId"]

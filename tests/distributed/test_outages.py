@@ -75,8 +75,7 @@ def test_redis_restart_under_load(
     fresh_pg: str, redis_server: RedisServer, make_cluster: MakeCluster
 ) -> None:
     cluster = make_cluster(fresh_pg, redis_server.url)
-    serve = cluster.start_serve()
-    cluster.start_workers(2)
+    serve = cluster.start(workers=2)
     with serve.client() as client:
         client.post("/api/workflows", json=WORKFLOW)
         ids = _trigger(client, 60)
@@ -97,8 +96,7 @@ def test_postgres_down_for_ten_seconds_under_load(
         admin_sql('CREATE DATABASE "engine"', url=pg.url)
         url = pg.url.rsplit("/", 1)[0] + "/engine"
         cluster = make_cluster(url, redis_server.url)
-        serve = cluster.start_serve()
-        cluster.start_workers(2)
+        serve = cluster.start(workers=2)
         with serve.client() as client:
             client.post("/api/workflows", json=WORKFLOW)
             ids = _trigger(client, 60)
@@ -148,8 +146,7 @@ def test_executions_are_accepted_while_redis_is_down(
     fresh_pg: str, redis_server: RedisServer, make_cluster: MakeCluster
 ) -> None:
     cluster = make_cluster(fresh_pg, redis_server.url)
-    serve = cluster.start_serve()
-    cluster.start_workers(1)
+    serve = cluster.start(workers=1)
     with serve.client() as client:
         client.post("/api/workflows", json=WORKFLOW)
         redis_server.stop()

@@ -79,6 +79,12 @@ class Cluster:
         self.workers += started
         return started
 
+    def start(self, *, workers: int) -> Serve:
+        """`serve` and `workers` processes of `workers`, all ready; returns `serve`."""
+        serve = self.start_serve()
+        self.start_workers(workers)
+        return serve
+
     def logs(self) -> str:
         parts = [w.logs() for w in self.workers]
         if self.serve is not None:

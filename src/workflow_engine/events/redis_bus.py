@@ -9,7 +9,6 @@ acceptable because the database holds every event and the hub fills any `seq` ga
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -17,8 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from workflow_engine.events.bus import Event, EventBus, LocalEventBus, Subscriber
-from workflow_engine.redis_support.client import KEY_PREFIX, connect
-from workflow_engine.redis_support.pubsub import listen_forever
+from workflow_engine.redis_support.client import KEY_PREFIX
+from workflow_engine.redis_support.pubsub import Channel
 
 log = logging.getLogger(__name__)
 CHANNEL = f"{KEY_PREFIX}:events"
@@ -54,38 +53,24 @@ class RedisEventBus(EventBus):
     """Publishes to the Redis channel; `subscribe` (only `serve` calls it) starts a listener."""
 
     def __init__(self, url: str, *, channel: str = CHANNEL) -> None:
-        self._url = url
-        self._channel = channel
-        self._publisher = connect(url)
+        self._channel = Channel(url, channel)
         self._local = LocalEventBus()
-        self._listener: asyncio.Task[None] | None = None
 
     async def publish(self, event: Event) -> None:
-        try:
-            await self._publisher.publish(self._channel, encode(event))
-        except Exception as exc:
-            # Best effort: the row is in execution_events, subscribers catch up from there.
-            log.warning("could not publish event %s of %s: %s", event.seq, event.execution_id, exc)
+        # Best effort: the row is in execution_events, subscribers catch up from there.
+        await self._channel.publish(encode(event))
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
-        if self._listener is None:
-            self._listener = asyncio.create_task(self._listen(), name="event-listener")
+        self._channel.listen(self._received)
         return self._local.subscribe(subscriber)
-
-    async def _listen(self) -> None:
-        await listen_forever(self._url, self._channel, self._received)
 
     async def _received(self, raw: str) -> None:
         try:
             event = decode(raw)
         except (ValueError, KeyError, TypeError):
-            log.warning("ignoring a malformed message on %s", self._channel)
+            log.warning("ignoring a malformed message on %s", self._channel.name)
             return
         await self._local.publish(event)
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            await asyncio.gather(self._listener, return_exceptions=True)
-            self._listener = None
-        await self._publisher.aclose()
+        await self._channel.close()

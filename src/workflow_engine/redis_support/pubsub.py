@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 
+from workflow_engine.redis_support.client import connect
+
 log = logging.getLogger(__name__)
 
 
@@ -40,3 +42,37 @@ async def listen_forever(
             delay = min(delay * 2, 5)
         finally:
             await client.aclose()
+
+
+class Channel:
+    """A pub/sub channel of the engine's own: best-effort `publish`, an optional listener task
+    started by `listen`, and `close` for both."""
+
+    def __init__(self, url: str, name: str) -> None:
+        self.url = url
+        self.name = name
+        self._publisher = connect(url)
+        self._listener: asyncio.Task[None] | None = None
+
+    async def publish(self, message: str) -> bool:
+        """False (logged) when Redis is unreachable: callers keep the database as the truth."""
+        try:
+            await self._publisher.publish(self.name, message)
+        except Exception as exc:
+            log.warning("could not publish on %s: %s", self.name, exc)
+            return False
+        return True
+
+    def listen(self, on_message: Callable[[str], Awaitable[None]]) -> None:
+        """Start delivering messages to `on_message` (once; later calls do nothing)."""
+        if self._listener is None:
+            self._listener = asyncio.create_task(
+                listen_forever(self.url, self.name, on_message), name=f"listen {self.name}"
+            )
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+            self._listener = None
+        await self._publisher.aclose()
