@@ -28,6 +28,7 @@ from harness import (
     percentile,
     rss_kib,
 )
+from trigger_client import TriggerClient, TriggerError
 
 TOKEN = "wfbench-token"
 FINAL = ("completed", "failed", "cancelled")
@@ -174,6 +175,8 @@ class Cluster:
     port: int = 0
     probe: Probe | None = None
     http: httpx.AsyncClient | None = None
+    triggers: TriggerClient | None = None
+    _requests: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def distributed(self) -> bool:
@@ -222,6 +225,7 @@ class Cluster:
                 limits=httpx.Limits(max_connections=256, max_keepalive_connections=256),
                 trust_env=False,
             )
+            self.triggers = TriggerClient("127.0.0.1", self.port, TOKEN)
             await self._wait_health(serve, limit_s=60)
             for n in range(self.workers):
                 worker = Proc(
@@ -266,6 +270,9 @@ class Cluster:
         if self.http is not None:
             await self.http.aclose()
             self.http = None
+        if self.triggers is not None:
+            await self.triggers.close()
+            self.triggers = None
         for proc in reversed(self.procs):
             await asyncio.to_thread(proc.stop, 10.0)
         self.procs.clear()
@@ -286,12 +293,15 @@ class Cluster:
         return workflow_id
 
     async def trigger(self, workflow_id: str) -> str:
-        assert self.http is not None
-        response = await self.http.post(f"/api/workflows/{workflow_id}/execute", json={"input": {}})
-        if response.status_code != 202:
-            raise BenchError(f"execute: {response.status_code} {response.text[:300]}")
-        execution_id: str = response.json()["executionId"]
-        return execution_id
+        """POST /api/workflows/{id}/execute through the lean client (see trigger_client.py)."""
+        assert self.triggers is not None
+        request = self._requests.get(workflow_id)
+        if request is None:
+            request = self._requests[workflow_id] = self.triggers.request(workflow_id)
+        try:
+            return await self.triggers.send(request)
+        except TriggerError as exc:
+            raise BenchError(str(exc)) from exc
 
 
 # --- workloads ---------------------------------------------------------------------------------

@@ -36,9 +36,20 @@ async def queue(request: pytest.FixtureRequest) -> AsyncIterator[JobQueue]:
 
 
 async def test_a_held_job_id_is_not_added_twice(queue: JobQueue) -> None:
-    assert await queue.add("job-1", {"n": 1})
-    assert not await queue.add("job-1", {"n": 2})
+    await queue.add("job-1", {"n": 1})
+    await queue.add("job-1", {"n": 2})
     assert (await queue.counts())["waiting"] == 1
+    seen: list[Job] = []
+    done = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        seen.append(job)
+        done.set()
+
+    await queue.start_worker(handler, concurrency=2)
+    await asyncio.wait_for(done.wait(), 5)
+    await asyncio.sleep(0.2)
+    assert [(job.id, job.data) for job in seen] == [("job-1", {"n": 1})]
 
 
 async def test_jobs_run_and_the_id_can_be_used_again_after(queue: JobQueue) -> None:
@@ -53,7 +64,7 @@ async def test_jobs_run_and_the_id_can_be_used_again_after(queue: JobQueue) -> N
     await queue.add("a")
     await asyncio.wait_for(done.wait(), 5)
     await asyncio.sleep(0.01)
-    assert await queue.add("a")
+    await queue.add("a")
     await asyncio.sleep(0.1)
     assert seen == ["a", "a"]
 
@@ -81,7 +92,11 @@ async def test_failed_jobs_are_retried_with_backoff_then_dropped(queue: JobQueue
     assert [a for a, _ in attempts] == [1, 2, 3]
     gaps = [b - a for (_, a), (_, b) in itertools.pairwise(attempts)]
     assert gaps[0] >= 0.045 and gaps[1] >= 0.095
-    assert await queue.add("x")  # dropped, so the id is free again
+    await queue.add("x")  # dropped, so the id is free again: it runs anew
+    async with asyncio.timeout(5):
+        while len(attempts) < 4:
+            await asyncio.sleep(0.02)
+    assert attempts[3][0] == 1
 
 
 async def test_delay_puts_the_job_back_without_spending_an_attempt(queue: JobQueue) -> None:

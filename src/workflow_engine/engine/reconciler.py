@@ -39,20 +39,21 @@ class Reconciler:
         self.interval_ms = interval_ms
 
     async def run_once(self, *, pending_grace_ms: int | None = None) -> int:
-        """One pass; returns how many jobs were queued anew."""
+        """One pass; returns how many executions it queued again (a queue ignores the id of a
+        job it still holds, so some of these may have been queued already)."""
         grace = self.interval_ms * 2 if pending_grace_ms is None else pending_grace_ms
         older_than = ex_store.now() - timedelta(milliseconds=grace)
         async with self.db.read() as conn:
             pending = await ex_store.stale_pending_ids(conn, older_than=older_than, limit=BATCH)
             expired = await ex_store.expired_running_ids(conn, limit=BATCH)
-        queued = 0
         for execution_id in pending:
-            queued += await self.dispatch_queue.add(execution_id)
+            await self.dispatch_queue.add(execution_id)
         if pending:
             async with self.db.write() as conn:
                 await ex_store.touch(conn, pending)
         for execution_id in expired:
-            queued += await self.execution_queue.add(execution_id)
+            await self.execution_queue.add(execution_id)
+        queued = len(pending) + len(expired)
         if queued:
             log.info("reconciler queued %d unfinished execution(s) again", queued)
         return queued

@@ -150,7 +150,10 @@ class EngineService:
         trigger_id: str | None = None,
     ) -> Started:
         """Insert a `pending` execution of the active version and queue its dispatch job."""
-        async with self.db.write() as conn:
+        # Without a key the lone INSERT needs no transaction around it (a workflow archived
+        # meanwhile is caught by the dispatcher, as it would be inside one).
+        connect = self.db.write if idempotency_key else self.db.autocommit
+        async with connect() as conn:
             workflow = await wf_store.get_workflow(conn, id_or_name)
             if workflow["archived_at"] is not None:
                 raise Conflict("the workflow is archived; it cannot be executed")

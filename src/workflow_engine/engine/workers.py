@@ -7,6 +7,8 @@ import os
 import socket
 from datetime import UTC, datetime
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from workflow_engine.engine import ratelimit
 from workflow_engine.engine.executor import Executor
 from workflow_engine.engine.service import EngineService
@@ -17,6 +19,8 @@ from workflow_engine.storage import executions as ex_store
 from workflow_engine.storage.db import Database
 
 log = logging.getLogger(__name__)
+VERSION_KEY = "workflowVersionId"
+"""Execution job data: the execution's workflow version (absent in jobs the reconciler queues)."""
 
 
 def worker_id() -> str:
@@ -46,16 +50,16 @@ class Dispatcher:
         if state is None:
             log.warning("dispatch %s: no such execution; dropped", job.id)
             return
-        status, archived = state
-        if status != ex_store.PENDING:
+        if state.status != ex_store.PENDING:
             return
-        if archived:
+        if state.archived:
             async with self.db.write() as conn:
                 await ex_store.fail_unclaimable(
                     conn, job.id, "The workflow was archived before this execution started"
                 )
             return
-        await self.execution_queue.add(job.id)
+        # The version (immutable) rides along so the runner knows its rate limits before claiming.
+        await self.execution_queue.add(job.id, {VERSION_KEY: state.workflow_version_id})
 
     async def _fire_schedule(self, job: Job) -> None:
         if self.service is None:
@@ -88,29 +92,52 @@ class ExecutionRunner:
         self.owner = worker_id()
 
     async def __call__(self, job: Job) -> None:
+        claim = await self._claim(job)
+        if claim is not None:
+            await self.executor.run(claim)
+
+    async def _claim(self, job: Job) -> ex_store.Claim | None:
+        if await self._unlimited(job.data.get(VERSION_KEY)):
+            # No rate limit to check inside the claim: its UPDATE stands alone (no BEGIN/COMMIT).
+            async with self.db.autocommit() as conn:
+                return await self._claim_in(conn, job, limits=False)
         async with self.db.write() as conn:
-            claim = await ex_store.claim(conn, job.id, owner=self.owner, lease_ms=self.lease_ms)
-            if claim is None:
-                # Finished, cancelled, unknown, or owned by a live worker. A cancelled one whose
-                # owner died is finished here.
-                await ex_store.cancel_unowned(conn, job.id)
-                return
-            if claim.token > self.max_deliveries:
-                await ex_store.fail_unclaimable(
-                    conn,
-                    job.id,
-                    f"Execution was interrupted {claim.token - 1} times (its worker crashed or "
-                    f"stalled); giving up after {self.max_deliveries} deliveries",
-                )
-                return
-            if claim.first_start:
-                version = await self.executor.versions.get(claim.workflow_version_id, conn=conn)
-                if ratelimit.has_limits(version.definition):
-                    wait_ms = await ratelimit.wait_needed_ms(
-                        conn, claim.workflow_id, version.definition
-                    )
-                    if wait_ms:
-                        # Over a limit: the claim is rolled back, the execution stays pending
-                        # and its job comes back later; no attempt is spent.
-                        raise Delay(wait_ms, "rate limited")
-        await self.executor.run(claim)
+            return await self._claim_in(conn, job, limits=True)
+
+    async def _unlimited(self, version_id: object) -> bool:
+        """True when the job names a version (cached after the first) without rate limits."""
+        if not isinstance(version_id, str):
+            return False
+        try:
+            version = await self.executor.versions.get(version_id)
+        except NotFound:
+            return False
+        return not ratelimit.has_limits(version.definition)
+
+    async def _claim_in(
+        self, conn: AsyncConnection, job: Job, *, limits: bool
+    ) -> ex_store.Claim | None:
+        claim = await ex_store.claim(conn, job.id, owner=self.owner, lease_ms=self.lease_ms)
+        if claim is None:
+            # Finished, cancelled, unknown, or owned by a live worker. A cancelled one whose
+            # owner died is finished here.
+            await ex_store.cancel_unowned(conn, job.id)
+            return None
+        if claim.token > self.max_deliveries:
+            await ex_store.fail_unclaimable(
+                conn,
+                job.id,
+                f"Execution was interrupted {claim.token - 1} times (its worker crashed or "
+                f"stalled); giving up after {self.max_deliveries} deliveries",
+            )
+            return None
+        if limits and claim.first_start:
+            version = await self.executor.versions.get(claim.workflow_version_id, conn=conn)
+            if ratelimit.has_limits(version.definition):
+                definition = version.definition
+                wait_ms = await ratelimit.wait_needed_ms(conn, claim.workflow_id, definition)
+                if wait_ms:
+                    # Over a limit: the claim is rolled back, the execution stays pending and
+                    # its job comes back later; no attempt is spent.
+                    raise Delay(wait_ms, "rate limited")
+        return claim

@@ -9,6 +9,7 @@ acceptable because the database holds every event and the hub fills any `seq` ga
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -23,42 +24,69 @@ log = logging.getLogger(__name__)
 CHANNEL = f"{KEY_PREFIX}:events"
 
 
-def encode(event: Event) -> str:
-    return json.dumps(
-        {
-            "type": event.type,
-            "executionId": event.execution_id,
-            "workflowId": event.workflow_id,
-            "seq": event.seq,
-            "data": event.data,
-            "timestamp": event.timestamp.isoformat(),
-        },
-        default=str,
-    )
+MAX_BUFFERED = 10_000
+"""Events waiting to be sent beyond this are dropped (Redis unreachable for long): the database
+still holds them, and subscribers fill the gap from there."""
 
 
-def decode(raw: str | bytes) -> Event:
-    body: dict[str, Any] = json.loads(raw)
-    return Event(
-        type=body["type"],
-        execution_id=body["executionId"],
-        workflow_id=body["workflowId"],
-        seq=int(body["seq"]),
-        data=body["data"],
-        timestamp=datetime.fromisoformat(body["timestamp"]),
-    )
+def _body(event: Event) -> dict[str, Any]:
+    return {
+        "type": event.type,
+        "executionId": event.execution_id,
+        "workflowId": event.workflow_id,
+        "seq": event.seq,
+        "data": event.data,
+        "timestamp": event.timestamp.isoformat(),
+    }
+
+
+def encode(events: list[Event]) -> str:
+    """One message carries every event published since the last one was sent, in order."""
+    return json.dumps([_body(event) for event in events], default=str)
+
+
+def decode(raw: str | bytes) -> list[Event]:
+    bodies: list[dict[str, Any]] = json.loads(raw)
+    return [
+        Event(
+            type=body["type"],
+            execution_id=body["executionId"],
+            workflow_id=body["workflowId"],
+            seq=int(body["seq"]),
+            data=body["data"],
+            timestamp=datetime.fromisoformat(body["timestamp"]),
+        )
+        for body in bodies
+    ]
 
 
 class RedisEventBus(EventBus):
-    """Publishes to the Redis channel; `subscribe` (only `serve` calls it) starts a listener."""
+    """Publishes to the Redis channel; `subscribe` (only `serve` calls it) starts a listener.
+
+    `publish` does not wait for Redis: events are buffered and one sender task sends all that
+    accumulated as a single message, so a busy worker pays one PUBLISH per batch, not per event,
+    and a process's events keep their order.
+    """
 
     def __init__(self, url: str, *, channel: str = CHANNEL) -> None:
         self._channel = Channel(url, channel)
         self._local = LocalEventBus()
+        self._buffer: list[Event] = []
+        self._sender: asyncio.Task[None] | None = None
 
     async def publish(self, event: Event) -> None:
         # Best effort: the row is in execution_events, subscribers catch up from there.
-        await self._channel.publish(encode(event))
+        if len(self._buffer) >= MAX_BUFFERED:
+            log.warning("event buffer full; dropping an event (the database keeps it)")
+            return
+        self._buffer.append(event)
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send(), name="publish events")
+
+    async def _send(self) -> None:
+        while self._buffer:
+            batch, self._buffer = self._buffer, []
+            await self._channel.publish(encode(batch))
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         self._channel.listen(self._received)
@@ -66,11 +94,14 @@ class RedisEventBus(EventBus):
 
     async def _received(self, raw: str) -> None:
         try:
-            event = decode(raw)
-        except (ValueError, KeyError, TypeError):
+            events = decode(raw)
+        except (ValueError, KeyError, TypeError, AttributeError):
             log.warning("ignoring a malformed message on %s", self._channel.name)
             return
-        await self._local.publish(event)
+        for event in events:
+            await self._local.publish(event)
 
     async def close(self) -> None:
+        if self._sender is not None:
+            await asyncio.gather(self._sender, return_exceptions=True)
         await self._channel.close()

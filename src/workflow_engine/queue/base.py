@@ -48,8 +48,9 @@ class JobQueue(ABC):
     @abstractmethod
     async def add(
         self, job_id: str, data: dict[str, Any] | None = None, *, delay_ms: int = 0
-    ) -> bool:
-        """Queue a job; False when a job with this id is already held."""
+    ) -> None:
+        """Queue a job; a no-op when a job with this id is already held (the first one's data
+        stays). One round trip on Redis: the caller is not told which of the two happened."""
 
     @abstractmethod
     async def counts(self) -> dict[str, int]:

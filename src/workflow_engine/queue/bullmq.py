@@ -61,11 +61,9 @@ class BullMQQueue(JobQueue):
 
     async def add(
         self, job_id: str, data: dict[str, Any] | None = None, *, delay_ms: int = 0
-    ) -> bool:
-        # BullMQ itself ignores a second add of a held id; the state check only tells the caller.
-        held = await self._queue.getJobState(job_id) not in ("unknown", None)
+    ) -> None:
+        # BullMQ itself ignores a second add of a held id (its script checks the job's key).
         await self._queue.add(self.name, dict(data or {}), self._job_options(job_id, delay_ms))
-        return not held
 
     async def counts(self) -> dict[str, int]:
         counts = await self._queue.getJobCounts(*COUNT_STATES)

@@ -35,12 +35,11 @@ class LocalQueue(JobQueue):
 
     async def add(
         self, job_id: str, data: dict[str, Any] | None = None, *, delay_ms: int = 0
-    ) -> bool:
+    ) -> None:
         if job_id in self._held:
-            return False
+            return
         self._held.add(job_id)
         self._enqueue(Job(id=job_id, queue=self.name, data=dict(data or {})), delay_ms)
-        return True
 
     def _enqueue(self, job: Job, delay_ms: int) -> None:
         if delay_ms > 0:

@@ -50,10 +50,15 @@ def async_url(raw: str) -> tuple[URL, dict[str, Any]]:
 
 
 class Database:
-    """An async engine plus the two kinds of transaction the engine uses.
+    """An async engine plus the kinds of connection the engine uses: `write` (one transaction),
+    `read`, and `autocommit` (statements that need no transaction together).
 
     On SQLite, write transactions start with BEGIN IMMEDIATE (a deferred transaction that later
     writes can fail at once with SQLITE_BUSY instead of waiting) and are serialised in-process.
+
+    On PostgreSQL, `read` and `autocommit` run without BEGIN/COMMIT: each statement is its own
+    transaction, which saves two round trips. Under READ COMMITTED (PostgreSQL's default) a
+    transaction gives a series of reads no common snapshot anyway, so reads lose nothing.
     """
 
     def __init__(self, raw_url: str, *, pool_size: int = 10) -> None:
@@ -67,6 +72,10 @@ class Database:
             # replaced, and the executor's writes are sent again (Executor._submit).
             kwargs.update(pool_size=pool_size, max_overflow=0, pool_timeout=60, pool_recycle=1800)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        # Shares the pool; the isolation level is set on checkout (no round trip with asyncpg).
+        self._autocommit_engine: AsyncEngine | None = (
+            None if self.is_sqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         if self.is_sqlite:
             _install_sqlite_hooks(self.engine)
@@ -77,7 +86,23 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
+        if self._autocommit_engine is not None:
+            async with self._autocommit_engine.connect() as conn:
+                yield conn
+            return
         async with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """For statements each atomic on its own (an UPDATE ... RETURNING, a lone INSERT) whose
+        caller needs no rollback of the earlier ones: committed one by one on PostgreSQL; on
+        SQLite one write transaction (cheaper there than several)."""
+        if self._autocommit_engine is None:
+            async with self.write() as conn:
+                yield conn
+            return
+        async with self._autocommit_engine.connect() as conn:
             yield conn
 
     @asynccontextmanager

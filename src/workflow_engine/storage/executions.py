@@ -91,16 +91,30 @@ async def get_execution(conn: AsyncConnection, execution_id: str) -> RowMapping:
     return row
 
 
-async def dispatch_state(conn: AsyncConnection, execution_id: str) -> tuple[str, bool] | None:
-    """(status, whether its workflow is archived) in one query; None if there is no such row."""
+@dataclass(frozen=True)
+class DispatchState:
+    status: str
+    archived: bool
+    """Whether the execution's workflow is archived."""
+    workflow_version_id: str
+
+
+async def dispatch_state(conn: AsyncConnection, execution_id: str) -> DispatchState | None:
+    """What the dispatcher checks, in one query; None if there is no such execution."""
     row = (
         await conn.execute(
-            select(executions.c.status, workflows.c.archived_at.is_not(None))
+            select(
+                executions.c.status,
+                workflows.c.archived_at.is_not(None),
+                executions.c.workflow_version_id,
+            )
             .join(workflows, workflows.c.id == executions.c.workflow_id)
             .where(executions.c.id == execution_id)
         )
     ).first()
-    return (str(row[0]), bool(row[1])) if row is not None else None
+    if row is None:
+        return None
+    return DispatchState(str(row[0]), bool(row[1]), str(row[2]))
 
 
 async def list_executions(
