@@ -11,8 +11,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
+from workflow_engine.batching import Batcher
 from workflow_engine.domain.definition import TriggerDefinition, WorkflowDefinition
 from workflow_engine.domain.status import RERUNNABLE, ExecutionStatus, StepStatus
 from workflow_engine.engine.cancel import CancelSignals
@@ -26,6 +28,29 @@ from workflow_engine.storage.db import Database
 log = logging.getLogger(__name__)
 ENQUEUE_TIMEOUT_S = 3.0
 TriggersChanged = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class _Request:
+    workflow: str
+    """Id or name."""
+    input: Any
+    trigger_id: str | None
+
+
+def _new_execution(
+    request: _Request, workflow: RowMapping | NotFound
+) -> ex_store.NewExecution | Exception:
+    if isinstance(workflow, NotFound):
+        return workflow
+    if workflow["archived_at"] is not None:
+        return Conflict("the workflow is archived; it cannot be executed")
+    return ex_store.NewExecution(
+        workflow_id=workflow["id"],
+        workflow_version_id=workflow["active_version_id"],
+        input=request.input,
+        trigger_id=request.trigger_id,
+    )
 
 
 @dataclass(frozen=True)
@@ -51,6 +76,9 @@ class EngineService:
         self.dispatch_queue = dispatch_queue
         self.cancels = cancels
         self._on_triggers_changed = on_triggers_changed
+        # Concurrent requests without an idempotency key share one INSERT (a bad one is retried
+        # alone, so it cannot fail its neighbours).
+        self._inserts = Batcher(self._insert_many, name="insert executions", isolate_failures=True)
 
     # --- workflows ------------------------------------------------------------------------------
 
@@ -150,19 +178,18 @@ class EngineService:
         trigger_id: str | None = None,
     ) -> Started:
         """Insert a `pending` execution of the active version and queue its dispatch job."""
-        # Without a key the lone INSERT needs no transaction around it (a workflow archived
-        # meanwhile is caught by the dispatcher, as it would be inside one).
-        connect = self.db.write if idempotency_key else self.db.autocommit
-        async with connect() as conn:
+        if not idempotency_key:
+            execution_id = await self._inserts(_Request(id_or_name, input, trigger_id))
+            # After the commit, so the dispatcher always finds the row.
+            await self._enqueue(execution_id)
+            return Started(execution_id, ExecutionStatus.PENDING.value, created=True)
+        async with self.db.write() as conn:
             workflow = await wf_store.get_workflow(conn, id_or_name)
             if workflow["archived_at"] is not None:
                 raise Conflict("the workflow is archived; it cannot be executed")
-            if idempotency_key:
-                existing = await ex_store.find_by_idempotency_key(
-                    conn, workflow["id"], idempotency_key
-                )
-                if existing is not None:
-                    return Started(existing["id"], existing["status"], created=False)
+            existing = await ex_store.find_by_idempotency_key(conn, workflow["id"], idempotency_key)
+            if existing is not None:
+                return Started(existing["id"], existing["status"], created=False)
             new = ex_store.NewExecution(
                 workflow_id=workflow["id"],
                 workflow_version_id=workflow["active_version_id"],
@@ -171,16 +198,12 @@ class EngineService:
                 idempotency_key=idempotency_key,
             )
             try:
-                if idempotency_key:
-                    # A savepoint only when a key can collide (it costs two round trips).
-                    async with conn.begin_nested():
-                        execution_id = await ex_store.insert_execution(conn, new)
-                else:
+                async with conn.begin_nested():
                     execution_id = await ex_store.insert_execution(conn, new)
             except IntegrityError:
                 # The same key raced in from another request: answer with that execution.
                 existing = await ex_store.find_by_idempotency_key(
-                    conn, workflow["id"], idempotency_key or ""
+                    conn, workflow["id"], idempotency_key
                 )
                 if existing is None:
                     raise
@@ -188,6 +211,22 @@ class EngineService:
         # After the commit, so the dispatcher always finds the row.
         await self._enqueue(execution_id)
         return Started(execution_id, ExecutionStatus.PENDING.value, created=True)
+
+    async def _insert_many(self, requests: list[_Request]) -> list[str | Exception]:
+        """The executions of several requests: the workflows they name read once each, then
+        one INSERT (needing no transaction around it: a workflow archived meanwhile is caught
+        by the dispatcher, as it would be inside one)."""
+        async with self.db.autocommit() as conn:
+            workflows: dict[str, RowMapping | NotFound] = {}
+            for ref in {request.workflow for request in requests}:
+                try:
+                    workflows[ref] = await wf_store.get_workflow(conn, ref)
+                except NotFound as exc:
+                    workflows[ref] = exc
+            outcomes = [_new_execution(r, workflows[r.workflow]) for r in requests]
+            news = [o for o in outcomes if isinstance(o, ex_store.NewExecution)]
+            ids = iter(await ex_store.insert_executions(conn, news) if news else [])
+        return [next(ids) if isinstance(o, ex_store.NewExecution) else o for o in outcomes]
 
     async def fire_trigger(
         self, trigger_id: str, input: Any, *, idempotency_key: str | None = None

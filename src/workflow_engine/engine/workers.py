@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from workflow_engine.batching import Batcher
 from workflow_engine.engine import ratelimit
 from workflow_engine.engine.executor import Executor
 from workflow_engine.engine.service import EngineService
@@ -40,13 +41,18 @@ class Dispatcher:
         self.db = db
         self.execution_queue = execution_queue
         self.service = service
+        self._states = Batcher(self._read_states, name="dispatch reads")
+
+    async def _read_states(self, ids: list[str]) -> list[ex_store.DispatchState | None]:
+        async with self.db.read() as conn:
+            found = await ex_store.dispatch_states(conn, ids)
+        return [found.get(execution_id) for execution_id in ids]
 
     async def __call__(self, job: Job) -> None:
         if "triggerId" in job.data:
             await self._fire_schedule(job)
             return
-        async with self.db.read() as conn:
-            state = await ex_store.dispatch_state(conn, job.id)
+        state = await self._states(job.id)
         if state is None:
             log.warning("dispatch %s: no such execution; dropped", job.id)
             return
@@ -90,6 +96,7 @@ class ExecutionRunner:
         self.lease_ms = lease_ms
         self.max_deliveries = max_deliveries
         self.owner = worker_id()
+        self._claims = Batcher(self._claim_many, name="claims")
 
     async def __call__(self, job: Job) -> None:
         claim = await self._claim(job)
@@ -98,11 +105,34 @@ class ExecutionRunner:
 
     async def _claim(self, job: Job) -> ex_store.Claim | None:
         if await self._unlimited(job.data.get(VERSION_KEY)):
-            # No rate limit to check inside the claim: its UPDATE stands alone (no BEGIN/COMMIT).
-            async with self.db.autocommit() as conn:
-                return await self._claim_in(conn, job, limits=False)
+            # No rate limit to check inside the claim: claims of concurrent jobs go together in
+            # one UPDATE, without BEGIN/COMMIT.
+            claim = await self._claims(job.id)
+            if claim is None or claim.token > self.max_deliveries:
+                async with self.db.autocommit() as conn:
+                    await self._refuse(conn, job.id, claim)
+                return None
+            return claim
         async with self.db.write() as conn:
-            return await self._claim_in(conn, job, limits=True)
+            claim = await ex_store.claim(conn, job.id, owner=self.owner, lease_ms=self.lease_ms)
+            if claim is None or claim.token > self.max_deliveries:
+                await self._refuse(conn, job.id, claim)
+                return None
+            if claim.first_start:
+                version = await self.executor.versions.get(claim.workflow_version_id, conn=conn)
+                if ratelimit.has_limits(version.definition):
+                    definition = version.definition
+                    wait_ms = await ratelimit.wait_needed_ms(conn, claim.workflow_id, definition)
+                    if wait_ms:
+                        # Over a limit: the claim is rolled back, the execution stays pending
+                        # and its job comes back later; no attempt is spent.
+                        raise Delay(wait_ms, "rate limited")
+            return claim
+
+    async def _claim_many(self, ids: list[str]) -> list[ex_store.Claim | None]:
+        async with self.db.autocommit() as conn:
+            found = await ex_store.claim_many(conn, ids, owner=self.owner, lease_ms=self.lease_ms)
+        return [found.get(execution_id) for execution_id in ids]
 
     async def _unlimited(self, version_id: object) -> bool:
         """True when the job names a version (cached after the first) without rate limits."""
@@ -114,30 +144,17 @@ class ExecutionRunner:
             return False
         return not ratelimit.has_limits(version.definition)
 
-    async def _claim_in(
-        self, conn: AsyncConnection, job: Job, *, limits: bool
-    ) -> ex_store.Claim | None:
-        claim = await ex_store.claim(conn, job.id, owner=self.owner, lease_ms=self.lease_ms)
+    async def _refuse(
+        self, conn: AsyncConnection, execution_id: str, claim: ex_store.Claim | None
+    ) -> None:
         if claim is None:
             # Finished, cancelled, unknown, or owned by a live worker. A cancelled one whose
             # owner died is finished here.
-            await ex_store.cancel_unowned(conn, job.id)
-            return None
-        if claim.token > self.max_deliveries:
-            await ex_store.fail_unclaimable(
-                conn,
-                job.id,
-                f"Execution was interrupted {claim.token - 1} times (its worker crashed or "
-                f"stalled); giving up after {self.max_deliveries} deliveries",
-            )
-            return None
-        if limits and claim.first_start:
-            version = await self.executor.versions.get(claim.workflow_version_id, conn=conn)
-            if ratelimit.has_limits(version.definition):
-                definition = version.definition
-                wait_ms = await ratelimit.wait_needed_ms(conn, claim.workflow_id, definition)
-                if wait_ms:
-                    # Over a limit: the claim is rolled back, the execution stays pending and
-                    # its job comes back later; no attempt is spent.
-                    raise Delay(wait_ms, "rate limited")
-        return claim
+            await ex_store.cancel_unowned(conn, execution_id)
+            return
+        await ex_store.fail_unclaimable(
+            conn,
+            execution_id,
+            f"Execution was interrupted {claim.token - 1} times (its worker crashed or "
+            f"stalled); giving up after {self.max_deliveries} deliveries",
+        )

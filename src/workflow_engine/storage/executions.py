@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from workflow_engine.domain.status import ExecutionStatus
 from workflow_engine.errors import NotFound
 from workflow_engine.ids import new_id
+from workflow_engine.storage.filters import one_of
 from workflow_engine.storage.pagination import Cursor, keyset_before
 from workflow_engine.storage.tables import (
     execution_events,
@@ -50,25 +51,32 @@ class NewExecution:
 
 async def insert_execution(conn: AsyncConnection, new: NewExecution) -> str:
     """Insert a `pending` execution; raises IntegrityError on a repeated idempotency key."""
-    execution_id = new_id()
-    stamp = now()
-    await conn.execute(
-        executions.insert().values(
-            id=execution_id,
-            workflow_id=new.workflow_id,
-            workflow_version_id=new.workflow_version_id,
-            trigger_id=new.trigger_id,
-            status=PENDING,
-            input=new.input,
-            retry_count=0,
-            created_at=stamp,
-            updated_at=stamp,
-            idempotency_key=new.idempotency_key,
-            rerun_of_id=new.rerun_of_id,
-            fencing_token=0,
-        )
-    )
+    (execution_id,) = await insert_executions(conn, [new])
     return execution_id
+
+
+async def insert_executions(conn: AsyncConnection, news: list[NewExecution]) -> list[str]:
+    """Insert `pending` executions in one statement; their ids, in order."""
+    stamp = now()
+    rows = [
+        {
+            "id": new_id(),
+            "workflow_id": new.workflow_id,
+            "workflow_version_id": new.workflow_version_id,
+            "trigger_id": new.trigger_id,
+            "status": PENDING,
+            "input": new.input,
+            "retry_count": 0,
+            "created_at": stamp,
+            "updated_at": stamp,
+            "idempotency_key": new.idempotency_key,
+            "rerun_of_id": new.rerun_of_id,
+            "fencing_token": 0,
+        }
+        for new in news
+    ]
+    await conn.execute(executions.insert(), rows)
+    return [row["id"] for row in rows]
 
 
 async def find_by_idempotency_key(
@@ -99,22 +107,20 @@ class DispatchState:
     workflow_version_id: str
 
 
-async def dispatch_state(conn: AsyncConnection, execution_id: str) -> DispatchState | None:
-    """What the dispatcher checks, in one query; None if there is no such execution."""
-    row = (
-        await conn.execute(
-            select(
-                executions.c.status,
-                workflows.c.archived_at.is_not(None),
-                executions.c.workflow_version_id,
-            )
-            .join(workflows, workflows.c.id == executions.c.workflow_id)
-            .where(executions.c.id == execution_id)
+async def dispatch_states(conn: AsyncConnection, ids: list[str]) -> dict[str, DispatchState]:
+    """What the dispatcher checks, for several executions in one query (unknown ids are left
+    out)."""
+    rows = await conn.execute(
+        select(
+            executions.c.id,
+            executions.c.status,
+            workflows.c.archived_at.is_not(None),
+            executions.c.workflow_version_id,
         )
-    ).first()
-    if row is None:
-        return None
-    return DispatchState(str(row[0]), bool(row[1]), str(row[2]))
+        .join(workflows, workflows.c.id == executions.c.workflow_id)
+        .where(one_of(conn, executions.c.id, ids))
+    )
+    return {str(r[0]): DispatchState(str(r[1]), bool(r[2]), str(r[3])) for r in rows}
 
 
 async def list_executions(
@@ -184,45 +190,53 @@ async def claim(
 
     Bumping the fencing token makes every write of a previous owner fail.
     """
+    claims = await claim_many(conn, [execution_id], owner=owner, lease_ms=lease_ms)
+    return claims.get(execution_id)
+
+
+async def claim_many(
+    conn: AsyncConnection, ids: list[str], *, owner: str, lease_ms: int
+) -> dict[str, Claim]:
+    """`claim` for several executions in one statement; the ones not claimable are left out."""
     stamp = now()
-    row = (
-        await conn.execute(
-            update(executions)
-            .where(
-                executions.c.id == execution_id,
-                executions.c.cancel_requested_at.is_(None),
-                (executions.c.status == PENDING)
-                | and_(executions.c.status == RUNNING, executions.c.lease_expires_at < stamp),
-            )
-            .values(
-                status=RUNNING,
-                fencing_token=executions.c.fencing_token + 1,
-                lease_owner=owner,
-                lease_expires_at=stamp + timedelta(milliseconds=lease_ms),
-                started_at=func.coalesce(executions.c.started_at, stamp),
-                updated_at=stamp,
-            )
-            .returning(
-                executions.c.fencing_token,
-                executions.c.workflow_id,
-                executions.c.workflow_version_id,
-                executions.c.input,
-                executions.c.started_at,
-                executions.c.rerun_of_id,
-            )
+    rows = await conn.execute(
+        update(executions)
+        .where(
+            one_of(conn, executions.c.id, ids),
+            executions.c.cancel_requested_at.is_(None),
+            (executions.c.status == PENDING)
+            | and_(executions.c.status == RUNNING, executions.c.lease_expires_at < stamp),
         )
-    ).first()
-    if row is None:
-        return None
-    return Claim(
-        execution_id=execution_id,
-        token=int(row.fencing_token),
-        workflow_id=row.workflow_id,
-        workflow_version_id=row.workflow_version_id,
-        input=row.input,
-        started_at=row.started_at,
-        rerun_of_id=row.rerun_of_id,
+        .values(
+            status=RUNNING,
+            fencing_token=executions.c.fencing_token + 1,
+            lease_owner=owner,
+            lease_expires_at=stamp + timedelta(milliseconds=lease_ms),
+            started_at=func.coalesce(executions.c.started_at, stamp),
+            updated_at=stamp,
+        )
+        .returning(
+            executions.c.id,
+            executions.c.fencing_token,
+            executions.c.workflow_id,
+            executions.c.workflow_version_id,
+            executions.c.input,
+            executions.c.started_at,
+            executions.c.rerun_of_id,
+        )
     )
+    return {
+        row.id: Claim(
+            execution_id=row.id,
+            token=int(row.fencing_token),
+            workflow_id=row.workflow_id,
+            workflow_version_id=row.workflow_version_id,
+            input=row.input,
+            started_at=row.started_at,
+            rerun_of_id=row.rerun_of_id,
+        )
+        for row in rows
+    }
 
 
 async def release_lease(conn: AsyncConnection, execution_id: str, token: int) -> None:
