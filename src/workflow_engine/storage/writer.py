@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.domain.status import ExecutionStatus
 from workflow_engine.errors import LeaseLost
+from workflow_engine.storage import writer_pg
 from workflow_engine.storage.db import Database
 from workflow_engine.storage.tables import (
     execution_events,
@@ -126,6 +127,8 @@ class ExecutionWriter:
     async def _flush(self, batch: list[WriteOp]) -> dict[tuple[str, int], datetime | None]:
         """One transaction for the batch; returns {(execution_id, token): cancel_requested_at}
         of the writes that were made (their caller still owns the execution)."""
+        if self.db.dialect == "postgresql":
+            return await self._flush_postgresql(batch)
         async with self.db.write() as conn:
             owned = await self._fence(conn, batch)
             mine = [op for op in batch if (op.execution_id, op.token) in owned]
@@ -138,6 +141,51 @@ class ExecutionWriter:
                 await conn.execute(execution_events.insert(), events)
             await _finish(conn, [op for op in mine if op.finish is not None])
         return owned
+
+    async def _flush_postgresql(
+        self, batch: list[WriteOp]
+    ) -> dict[tuple[str, int], datetime | None]:
+        """The same batch as one statement (see writer_pg.py)."""
+        fence: dict[tuple[str, int], dict[str, Any]] = {}
+        for op in batch:
+            entry = fence.setdefault(
+                (op.execution_id, op.token),
+                {"id": op.execution_id, "token": op.token, "finish": False},
+            )
+            if op.finish is not None:
+                entry.update(
+                    finish=True,
+                    status=op.finish.status.value,
+                    output=op.finish.output,
+                    error=op.finish.error,
+                    completed_at=op.finish.completed_at,
+                    duration_ms=op.finish.duration_ms,
+                    retries=op.finish.retries,
+                )
+        step_inserts: list[dict[str, Any]] = []
+        step_updates: list[dict[str, Any]] = []
+        for (execution_id, token, step_key), step in _merged_steps(batch).items():
+            row = {"execution_id": execution_id, "token": token, "step_key": step_key}
+            if step.insert:
+                step_inserts.append({**row, **step.values})
+            else:
+                unknown = set(step.values) - set(writer_pg.STEP_COLUMNS)
+                if unknown:
+                    raise ValueError(f"not a step column: {sorted(unknown)}")
+                step_updates.append({**row, "cols": sorted(step.values), **step.values})
+        payload = {
+            "fence": list(fence.values()),
+            "step_inserts": step_inserts,
+            "step_updates": step_updates,
+            "logs": [{**row, "token": op.token} for op in batch for row in op.logs],
+            "events": [{**row, "token": op.token} for op in batch for row in op.events],
+        }
+        now = datetime.now(UTC)
+        async with self.db.autocommit() as conn:
+            rows = await writer_pg.flush(
+                conn, payload, now=now, lease_until=now + timedelta(milliseconds=self.lease_ms)
+            )
+        return {(execution_id, token): _aware(c) for execution_id, token, c in rows}
 
     async def _fence(
         self, conn: AsyncConnection, batch: list[WriteOp]
@@ -163,28 +211,33 @@ def _fail(op: WriteOp, exc: Exception) -> None:
         op.done.set_exception(exc)
 
 
-async def _write_steps(conn: AsyncConnection, ops: list[WriteOp]) -> None:
-    # Several writes of one step row in a batch are merged in order, so the last one wins.
-    merged: dict[tuple[str, str], StepWrite] = {}
+def _merged_steps(ops: list[WriteOp]) -> dict[tuple[str, int, str], StepWrite]:
+    """Several writes of one step row in a batch merged in order, so the last one wins."""
+    merged: dict[tuple[str, int, str], StepWrite] = {}
     for op in ops:
         for step in op.steps:
-            key = (op.execution_id, step.step_key)
+            key = (op.execution_id, op.token, step.step_key)
             earlier = merged.get(key)
             merged[key] = (
                 step
                 if earlier is None
                 else StepWrite(step.step_key, {**earlier.values, **step.values}, earlier.insert)
             )
+    return merged
+
+
+async def _write_steps(conn: AsyncConnection, ops: list[WriteOp]) -> None:
+    merged = _merged_steps(ops)
     inserts = [
         {"execution_id": execution_id, "step_key": step.step_key, **step.values}
-        for (execution_id, _), step in merged.items()
+        for (execution_id, _token, _key), step in merged.items()
         if step.insert
     ]
     if inserts:
         await conn.execute(execution_steps.insert(), inserts)
     # executemany needs one column set per statement: group the updates by theirs.
     updates: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-    for (execution_id, _), step in merged.items():
+    for (execution_id, _token, _key), step in merged.items():
         if step.insert:
             continue
         params = {f"v_{k}": v for k, v in step.values.items()}
