@@ -129,7 +129,11 @@ EXECUTION_JOB_TIMEOUT_MS = 86_400_000 + 60_000
 
 async def build(settings: Settings, *, registry: StepRegistry | None = None) -> Engine:
     """Assemble the engine for `settings`; migrates the database first."""
-    db = Database(settings.resolved_database_url, pool_size=settings.db_pool_size)
+    db = Database(
+        settings.resolved_database_url,
+        pool_size=settings.db_pool_size,
+        sole_writer=not settings.redis_url,
+    )
     await migrate.upgrade(db)
     registry = registry or default_registry()
     bus: EventBus = LocalEventBus()

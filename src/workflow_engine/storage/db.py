@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from workflow_engine.errors import ConfigurationError
+from workflow_engine.storage import sqlite_inline
 
 
 def async_url(raw: str) -> tuple[URL, dict[str, Any]]:
@@ -61,8 +62,11 @@ class Database:
     transaction gives a series of reads no common snapshot anyway, so reads lose nothing.
     """
 
-    def __init__(self, raw_url: str, *, pool_size: int = 10) -> None:
-        """`pool_size`: connections this process may hold at once (PostgreSQL)."""
+    def __init__(self, raw_url: str, *, pool_size: int = 10, sole_writer: bool = False) -> None:
+        """`pool_size`: connections this process may hold at once (PostgreSQL). `sole_writer`:
+        no other process writes the SQLite file (the embedded mode), so its statements may run
+        inline on the event loop (storage/sqlite_inline.py): waiting for another writer's lock
+        there would stall the loop."""
         url, connect_args = async_url(raw_url)
         self.url = url
         self.is_sqlite = url.get_backend_name() == "sqlite"
@@ -71,6 +75,10 @@ class Database:
             # No pre-ping: it costs three round trips per checkout; a dead connection raises and is
             # replaced, and the executor's writes are sent again (Executor._submit).
             kwargs.update(pool_size=pool_size, max_overflow=0, pool_timeout=60, pool_recycle=1800)
+        elif sole_writer and url.database and url.database != ":memory:":
+            # Statements run inline on the event loop, not on aiosqlite's thread (see module).
+            timeout_s = float(connect_args.get("timeout", 30))
+            kwargs["async_creator"] = sqlite_inline.creator(url.database, timeout_s=timeout_s)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         # Shares the pool; the isolation level is set on checkout (no round trip with asyncpg).
         self._autocommit_engine: AsyncEngine | None = (
