@@ -45,8 +45,9 @@ class Batcher(Generic[Item, Result]):
         if self._task is None or self._task.done():
             # Starts on the next loop turn, so the callers of this turn are already queued.
             self._task = asyncio.create_task(self._drain(), name=self._name)
-        # Shielded: a caller cancelled meanwhile does not cancel its neighbours' bulk call.
-        return await asyncio.shield(future)
+        # A caller cancelled meanwhile cancels only its own future: the bulk call goes on for
+        # its neighbours, and its result is dropped.
+        return await future
 
     async def _drain(self) -> None:
         while self._pending:

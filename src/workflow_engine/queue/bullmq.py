@@ -28,6 +28,27 @@ CLOSE_SLACK_S = 5.0
 COUNT_STATES = ("waiting", "active", "delayed", "completed", "failed")
 
 
+class _OneFetchAtATime(BullWorker):  # type: ignore[misc]
+    """bullmq's run loop starts a fetch (a `moveToActive` script) for every free slot at once.
+    When the queue holds fewer jobs than there are free slots, all but one of those calls find
+    nothing: with 50 slots and a trickle of jobs that is about 50 scripts per job, which took a
+    large share of the workers' and Redis's CPU and delayed the jobs queued behind them. Here the
+    fetches of one worker go one after another: one that finds a job lets the next go at once;
+    once the queue is drained, the next one blocks on Redis (bullmq's own wait for a new job)
+    and the rest wait for it here instead of asking Redis. (bullmq is pinned in
+    requirements.txt; `getNextJob` is the hook its run loop calls per slot.)"""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fetching = asyncio.Lock()
+
+    async def getNextJob(self, token: str) -> Any:
+        async with self._fetching:
+            if self.closing:
+                return None
+            return await super().getNextJob(token)
+
+
 class BullMQQueue(JobQueue):
     def __init__(
         self,
@@ -43,7 +64,7 @@ class BullMQQueue(JobQueue):
         self.job_timeout_ms = job_timeout_ms
         self.lock_ms = lock_ms
         self._queue = BullQueue(name, {"connection": redis_url, "prefix": PREFIX})
-        self._worker: BullWorker | None = None
+        self._worker: _OneFetchAtATime | None = None
         self._running: dict[str, asyncio.Future[None]] = {}
         self._handing_back = False
         # Concurrent adds go to Redis together: one pipelined MULTI instead of a round trip each.
@@ -111,7 +132,7 @@ class BullMQQueue(JobQueue):
             finally:
                 self._running.pop(job.id, None)
 
-        self._worker = BullWorker(
+        self._worker = _OneFetchAtATime(
             self.name,
             process,
             {
