@@ -151,14 +151,16 @@ class Executor:
         definition = run.version.definition
         timeout_ms = definition.timeoutMs or self.config.execution_timeout_ms
         if claim.first_start:
-            await self._write(
+            self._defer(
                 run,
+                step=None,
                 logs=[("info", f"Execution started ({self._label(run)})", None)],
                 events=[("started", {"input": run.input, "status": "running"})],
             )
         else:
-            await self._write(
+            self._defer(
                 run,
+                step=None,
                 logs=[
                     (
                         "warn",
@@ -166,6 +168,7 @@ class Executor:
                         None,
                     )
                 ],
+                events=(),
             )
         elapsed_ms = (datetime.now(UTC) - run.started_at).total_seconds() * 1000
         try:
@@ -516,12 +519,13 @@ class Executor:
         self,
         run: _Run,
         *,
-        step: tuple[dict[str, Any], dict[str, Any]],
+        step: tuple[dict[str, Any], dict[str, Any]] | None,
         logs: Sequence[tuple[str, str, dict[str, Any] | None]],
         events: Sequence[tuple[str, dict[str, Any]]],
     ) -> None:
-        """Keep a step's completion for the execution's next write (the next step's start, or
-        the end), which commits it before anything else happens: one commit instead of two."""
+        """Keep a write for the execution's next one (the next step's start, or the end), which
+        commits it before anything else happens: one commit instead of two. For a step's
+        completion, and for the execution's start (the claim already made it `running`)."""
         assert run.deferred is None
         run.deferred = self._op(run, step=step, logs=logs, events=events)
 
