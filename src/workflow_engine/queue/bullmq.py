@@ -28,25 +28,64 @@ CLOSE_SLACK_S = 5.0
 COUNT_STATES = ("waiting", "active", "delayed", "completed", "failed")
 
 
-class _OneFetchAtATime(BullWorker):  # type: ignore[misc]
-    """bullmq's run loop starts a fetch (a `moveToActive` script) for every free slot at once.
-    When the queue holds fewer jobs than there are free slots, all but one of those calls find
-    nothing: with 50 slots and a trickle of jobs that is about 50 scripts per job, which took a
-    large share of the workers' and Redis's CPU and delayed the jobs queued behind them. Here the
-    fetches of one worker go one after another: one that finds a job lets the next go at once;
-    once the queue is drained, the next one blocks on Redis (bullmq's own wait for a new job)
-    and the rest wait for it here instead of asking Redis. (bullmq is pinned in
-    requirements.txt; `getNextJob` is the hook its run loop calls per slot.)"""
+class _LeanWorker(BullWorker):  # type: ignore[misc]
+    """bullmq's Worker with fewer Redis calls per job (bullmq is pinned in requirements.txt;
+    `getNextJob` and `processJob` are the hooks its run loop calls).
+
+    One fetch at a time: bullmq's run loop starts a fetch (a `moveToActive` script) for every
+    free slot at once. When the queue holds fewer jobs than there are free slots, all but one
+    find nothing: with 50 slots and a trickle of jobs, about 50 scripts per job, which took a
+    large share of the workers' and Redis's CPU and delayed the jobs behind them. Here a fetch
+    that finds a job lets the next go at once; once the queue is drained, the next one blocks on
+    Redis (bullmq's own wait for a new job) and the rest wait for it here.
+
+    Fetch on completion: completing a job also moves the next waiting one to active in the same
+    script (bullmq's `fetchNext`, which its Python worker leaves off), and the slot goes on with
+    it: one script per job instead of two while there is work queued.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._fetching = asyncio.Lock()
+        self._fetched: dict[str, Any] = {}
+        self.backend = _FetchOnCompletion(self.backend, self)  # type: ignore[has-type]
 
     async def getNextJob(self, token: str) -> Any:
         async with self._fetching:
             if self.closing:
                 return None
             return await super().getNextJob(token)
+
+    async def processJob(self, job: Any, token: str) -> Any:
+        await super().processJob(job, token)
+        fetched = self._fetched.pop(token, None)
+        if not fetched or not fetched[0]:
+            return None
+        # Already active under `token`: it must run here even if the worker is closing now.
+        job_data, job_id, limit_until, delay_until = fetched
+        return await self.nextJobFromJobData(job_data, job_id, limit_until, delay_until, token)
+
+
+class _FetchOnCompletion:
+    """bullmq's backend as the worker sees it, with `moveToCompleted` fetching the next job."""
+
+    def __init__(self, backend: Any, worker: _LeanWorker) -> None:
+        self._backend = backend
+        self._worker = worker
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+    async def moveToCompleted(
+        self, job: Any, return_value: Any, remove_on_complete: Any, token: str, **_: Any
+    ) -> Any:
+        fetch = not self._worker.closing
+        moved = await self._backend.moveToCompleted(
+            job, return_value, remove_on_complete, token, fetch_next=fetch
+        )
+        if fetch:
+            self._worker._fetched[token] = moved["result"]
+        return moved
 
 
 class BullMQQueue(JobQueue):
@@ -64,7 +103,7 @@ class BullMQQueue(JobQueue):
         self.job_timeout_ms = job_timeout_ms
         self.lock_ms = lock_ms
         self._queue = BullQueue(name, {"connection": redis_url, "prefix": PREFIX})
-        self._worker: _OneFetchAtATime | None = None
+        self._worker: _LeanWorker | None = None
         self._running: dict[str, asyncio.Future[None]] = {}
         self._handing_back = False
         # Concurrent adds go to Redis together: one pipelined MULTI instead of a round trip each.
@@ -90,6 +129,12 @@ class BullMQQueue(JobQueue):
         await self._adds((job_id, dict(data or {}), delay_ms))
 
     async def _add_many(self, jobs: list[tuple[str, dict[str, Any], int]]) -> list[None]:
+        if len(jobs) == 1:
+            # A pipeline first asks Redis whether its scripts are loaded (SCRIPT EXISTS): one
+            # round trip more than a lone add.
+            ((job_id, data, delay_ms),) = jobs
+            await self._queue.add(self.name, data, self._job_options(job_id, delay_ms))
+            return [None]
         await self._queue.addBulk(
             [
                 {"name": self.name, "data": data, "opts": self._job_options(job_id, delay_ms)}
@@ -132,7 +177,7 @@ class BullMQQueue(JobQueue):
             finally:
                 self._running.pop(job.id, None)
 
-        self._worker = _OneFetchAtATime(
+        self._worker = _LeanWorker(
             self.name,
             process,
             {
