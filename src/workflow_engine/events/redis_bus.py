@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from workflow_engine import fastjson
 from workflow_engine.events.bus import Event, EventBus, LocalEventBus, Subscriber
 from workflow_engine.redis_support.client import KEY_PREFIX
 from workflow_engine.redis_support.pubsub import Channel
@@ -42,7 +43,7 @@ def _body(event: Event) -> dict[str, Any]:
 
 def encode(events: list[Event]) -> str:
     """One message carries every event published since the last one was sent, in order."""
-    return json.dumps([_body(event) for event in events], default=str)
+    return fastjson.dumps([_body(event) for event in events], default=str)
 
 
 def decode(raw: str | bytes) -> list[Event]:

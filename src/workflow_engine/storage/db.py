@@ -13,6 +13,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from workflow_engine import fastjson
 from workflow_engine.errors import ConfigurationError
 from workflow_engine.storage import sqlite_inline
 
@@ -70,7 +71,7 @@ class Database:
         url, connect_args = async_url(raw_url)
         self.url = url
         self.is_sqlite = url.get_backend_name() == "sqlite"
-        kwargs: dict[str, Any] = {"connect_args": connect_args}
+        kwargs: dict[str, Any] = {"connect_args": connect_args, "json_serializer": fastjson.dumps}
         if not self.is_sqlite:
             # No pre-ping: it costs three round trips per checkout; a dead connection raises and is
             # replaced, and the executor's writes are sent again (Executor._submit).

@@ -12,12 +12,13 @@ Same contract as the generic flush (tests/integration/test_writer.py runs on bot
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import DateTime, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from workflow_engine import fastjson
 
 STEP_COLUMNS = (
     "status",
@@ -99,15 +100,9 @@ SELECT id, fencing_token, cancel_requested_at FROM fence
 )
 
 
-def _default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
 def encode_batch(payload: dict[str, list[dict[str, Any]]]) -> str:
     """The batch parameter; datetimes as ISO 8601 (the statement casts them to timestamptz)."""
-    return json.dumps(payload, default=_default)
+    return fastjson.dumps(payload)
 
 
 async def flush(
