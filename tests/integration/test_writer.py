@@ -122,3 +122,25 @@ async def test_the_fence_renews_the_lease(db_url: str, start_engine: StartEngine
     async with running.engine.db.read() as conn:
         row = await ex_store.get_execution(conn, execution_id)
     assert (row["lease_expires_at"] - datetime.now(UTC)).total_seconds() > 50
+
+
+async def test_a_checkpoint_soon_after_a_renewal_leaves_the_lease_alone(
+    db_url: str, start_engine: StartEngine
+) -> None:
+    running = await start_engine(db_url, execution_concurrency=1)
+    execution_id, _ = await _running_execution(running, token=1)
+    writer = ExecutionWriter(running.engine.db, lease_ms=1_200)
+
+    async def lease() -> datetime:
+        async with running.engine.db.read() as conn:
+            value: datetime = (await ex_store.get_execution(conn, execution_id))["lease_expires_at"]
+        return value
+
+    await writer.submit(WriteOp(execution_id, 1))
+    renewed = await lease()
+    await writer.submit(WriteOp(execution_id, 1))
+    assert await lease() == renewed
+    # Once a sixth of the lease has passed since, a write renews it.
+    await asyncio.sleep(0.3)
+    await writer.submit(WriteOp(execution_id, 1))
+    assert await lease() > renewed

@@ -44,7 +44,10 @@ WITH batch AS (SELECT CAST(:batch AS jsonb) AS b),
 fence AS (
     UPDATE executions AS e SET
         updated_at = :now,
-        lease_expires_at = CASE WHEN f.finish THEN NULL ELSE :lease_until END,
+        lease_expires_at = CASE WHEN f.finish THEN NULL
+            WHEN e.lease_expires_at IS NULL OR e.lease_expires_at < :renew_before
+                THEN :lease_until
+            ELSE e.lease_expires_at END,
         lease_owner = CASE WHEN f.finish THEN NULL ELSE e.lease_owner END,
         status = CASE WHEN f.finish THEN f.status ELSE e.status END,
         output = CASE WHEN f.finish THEN f.output ELSE e.output END,
@@ -97,6 +100,7 @@ SELECT id, fencing_token, cancel_requested_at FROM fence
 ).bindparams(
     bindparam("now", type_=DateTime(timezone=True)),
     bindparam("lease_until", type_=DateTime(timezone=True)),
+    bindparam("renew_before", type_=DateTime(timezone=True)),
 )
 
 
@@ -111,9 +115,15 @@ async def flush(
     *,
     now: datetime,
     lease_until: datetime,
+    renew_before: datetime,
 ) -> list[tuple[str, int, datetime | None]]:
-    """Run the batch; (execution_id, token, cancel_requested_at) of the writes that were made."""
-    rows = await conn.execute(
-        FLUSH, {"batch": encode_batch(payload), "now": now, "lease_until": lease_until}
-    )
+    """Run the batch; (execution_id, token, cancel_requested_at) of the writes that were made.
+    A lease ending before `renew_before` is renewed to `lease_until` (see writer.py)."""
+    params = {
+        "batch": encode_batch(payload),
+        "now": now,
+        "lease_until": lease_until,
+        "renew_before": renew_before,
+    }
+    rows = await conn.execute(FLUSH, params)
     return [(str(r[0]), int(r[1]), r[2]) for r in rows]
