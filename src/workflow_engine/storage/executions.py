@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import String, and_, bindparam, func, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import ReturningUpdate
+from sqlalchemy.sql.selectable import Select
 
 from workflow_engine.domain.status import ExecutionStatus
 from workflow_engine.errors import NotFound
@@ -21,6 +24,7 @@ from workflow_engine.ids import new_id
 from workflow_engine.storage.filters import one_of
 from workflow_engine.storage.pagination import Cursor, keyset_before
 from workflow_engine.storage.tables import (
+    UTCDateTime,
     execution_events,
     execution_logs,
     execution_steps,
@@ -107,10 +111,10 @@ class DispatchState:
     workflow_version_id: str
 
 
-async def dispatch_states(conn: AsyncConnection, ids: list[str]) -> dict[str, DispatchState]:
-    """What the dispatcher checks, for several executions in one query (unknown ids are left
-    out)."""
-    rows = await conn.execute(
+@cache
+def _dispatch_states_query(dialect: str) -> Select[Any]:
+    # Built once per dialect: building a statement costs more than running it here.
+    return (
         select(
             executions.c.id,
             executions.c.status,
@@ -118,8 +122,14 @@ async def dispatch_states(conn: AsyncConnection, ids: list[str]) -> dict[str, Di
             executions.c.workflow_version_id,
         )
         .join(workflows, workflows.c.id == executions.c.workflow_id)
-        .where(one_of(conn, executions.c.id, ids))
+        .where(one_of(executions.c.id, "ids", dialect))
     )
+
+
+async def dispatch_states(conn: AsyncConnection, ids: list[str]) -> dict[str, DispatchState]:
+    """What the dispatcher checks, for several executions in one query (unknown ids are left
+    out)."""
+    rows = await conn.execute(_dispatch_states_query(conn.dialect.name), {"ids": ids})
     return {str(r[0]): DispatchState(str(r[1]), bool(r[2]), str(r[3])) for r in rows}
 
 
@@ -194,15 +204,14 @@ async def claim(
     return claims.get(execution_id)
 
 
-async def claim_many(
-    conn: AsyncConnection, ids: list[str], *, owner: str, lease_ms: int
-) -> dict[str, Claim]:
-    """`claim` for several executions in one statement; the ones not claimable are left out."""
-    stamp = now()
-    rows = await conn.execute(
+@cache
+def _claim_statement(dialect: str) -> ReturningUpdate[Any]:
+    # Built once per dialect: building a statement costs more than running it here.
+    stamp = bindparam("stamp", type_=UTCDateTime())
+    return (
         update(executions)
         .where(
-            one_of(conn, executions.c.id, ids),
+            one_of(executions.c.id, "ids", dialect),
             executions.c.cancel_requested_at.is_(None),
             (executions.c.status == PENDING)
             | and_(executions.c.status == RUNNING, executions.c.lease_expires_at < stamp),
@@ -210,8 +219,8 @@ async def claim_many(
         .values(
             status=RUNNING,
             fencing_token=executions.c.fencing_token + 1,
-            lease_owner=owner,
-            lease_expires_at=stamp + timedelta(milliseconds=lease_ms),
+            lease_owner=bindparam("owner", type_=String()),
+            lease_expires_at=bindparam("lease_until", type_=UTCDateTime()),
             started_at=func.coalesce(executions.c.started_at, stamp),
             updated_at=stamp,
         )
@@ -225,6 +234,20 @@ async def claim_many(
             executions.c.rerun_of_id,
         )
     )
+
+
+async def claim_many(
+    conn: AsyncConnection, ids: list[str], *, owner: str, lease_ms: int
+) -> dict[str, Claim]:
+    """`claim` for several executions in one statement; the ones not claimable are left out."""
+    stamp = now()
+    params = {
+        "ids": ids,
+        "stamp": stamp,
+        "owner": owner,
+        "lease_until": stamp + timedelta(milliseconds=lease_ms),
+    }
+    rows = await conn.execute(_claim_statement(conn.dialect.name), params)
     return {
         row.id: Claim(
             execution_id=row.id,

@@ -6,15 +6,13 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, any_, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 
-def one_of(conn: AsyncConnection, column: Any, values: list[str]) -> ColumnElement[bool]:
-    """`column` equals one of `values`. On PostgreSQL `= ANY($1)` with one array parameter, so
-    the statement text (and its prepared statement) is the same whatever the number of values;
-    an IN list elsewhere."""
-    if conn.dialect.name == "postgresql":
-        array = bindparam("one_of_values", values, type_=ARRAY(column.type), unique=True)
-        condition: ColumnElement[bool] = column == any_(array)
+def one_of(column: Any, param: str, dialect: str) -> ColumnElement[bool]:
+    """`column` equals one of the values bound to `param` (a list). On PostgreSQL `= ANY($1)`
+    with one array parameter, so the statement text (and its prepared statement) is the same
+    whatever the number of values; an expanding IN list elsewhere."""
+    if dialect == "postgresql":
+        condition: ColumnElement[bool] = column == any_(bindparam(param, type_=ARRAY(column.type)))
         return condition
-    return column.in_(values)  # type: ignore[no-any-return]
+    return column.in_(bindparam(param, expanding=True))  # type: ignore[no-any-return]
