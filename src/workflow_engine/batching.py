@@ -24,14 +24,15 @@ class Batcher(Generic[Item, Result]):
         bulk: Callable[[list[Item]], Awaitable[Sequence[Result | Exception]]],
         *,
         name: str,
-        isolate_failures: bool = False,
+        isolate_failures: Callable[[Exception], bool] | None = None,
         max_batch: int = MAX_BATCH,
     ) -> None:
         """`bulk` gets the items and returns one result per item, in order; an Exception in
         its place is raised to that item's caller. When `bulk` raises, every caller of the
-        batch gets the error, unless `isolate_failures`: then each item is tried again alone,
-        so one bad item (say, a value the database refuses) cannot fail its neighbours. Leave
-        it off where a failure is never the item's fault (the database or Redis is down)."""
+        batch gets the error, unless `isolate_failures` says the error may be one item's
+        fault (say, a value the database refuses): then each item is tried again alone, so it
+        cannot fail its neighbours. Never for errors where the bulk call may have taken
+        effect (a connection lost after the statement ran): trying again would repeat it."""
         self._bulk = bulk
         self._name = name
         self._isolate = isolate_failures
@@ -58,7 +59,7 @@ class Batcher(Generic[Item, Result]):
         try:
             results = await self._bulk([item for item, _future in batch])
         except Exception as exc:
-            if self._isolate and len(batch) > 1:
+            if self._isolate is not None and self._isolate(exc) and len(batch) > 1:
                 for one in batch:
                     await self._run([one])
                 return

@@ -59,11 +59,22 @@ async def test_a_failed_bulk_call_fails_every_caller_unless_failures_are_isolate
     assert all(isinstance(o, Bad) for o in outcomes)
 
     calls.clear()
-    isolated: Batcher[int, int] = Batcher(_recording(calls), name="t", isolate_failures=True)
+    isolated: Batcher[int, int] = Batcher(
+        _recording(calls), name="t", isolate_failures=lambda exc: isinstance(exc, Bad)
+    )
     outcomes = await asyncio.gather(*(isolated(n) for n in (1, -1, 3)), return_exceptions=True)
     assert outcomes[0] == 10 and outcomes[2] == 30
     assert isinstance(outcomes[1], Bad) and "refused" in str(outcomes[1])
     assert calls == [[1, -1, 3], [1], [-1], [3]]
+
+    # An error that is not an item's fault (the bulk call may have taken effect) is not retried.
+    calls.clear()
+    cautious: Batcher[int, int] = Batcher(
+        _recording(calls), name="t", isolate_failures=lambda exc: False
+    )
+    outcomes = await asyncio.gather(*(cautious(n) for n in (1, -1, 3)), return_exceptions=True)
+    assert all(isinstance(o, Bad) for o in outcomes)
+    assert calls == [[1, -1, 3]]
 
 
 async def test_a_cancelled_caller_does_not_cancel_its_neighbours() -> None:

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import httpx
 from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
 
 from workflow_engine.domain.definition import StepDefinition
 from workflow_engine.domain.retry import RetryPolicy, decide
@@ -498,15 +499,16 @@ class Executor:
         await self._publish(pending)
 
     async def _submit(self, op: WriteOp) -> datetime | None:
-        """Submit, trying again while the database is briefly unreachable (a restart): the
-        failed transaction was rolled back, so the same write can be sent again. Gives up after
-        half a lease, before another worker could take the execution over."""
+        """Submit, trying again while the database is briefly unreachable (a restart). Gives up
+        after half a lease, before another worker could take the execution over. A refused
+        duplicate (IntegrityError: a write whose success went unacknowledged is there already)
+        is not retried: the delivery ends, and the execution resumes from what is stored."""
         deadline = time.monotonic() + self.config.lease_ms / 2000
         delay = 0.1
         while True:
             try:
                 return await self.writer.submit(op)
-            except LeaseLost:
+            except (LeaseLost, IntegrityError):
                 raise
             except Exception as exc:
                 if time.monotonic() + delay > deadline:

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import (
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    StatementError,
+)
 
 from workflow_engine.batching import Batcher
 from workflow_engine.domain.definition import TriggerDefinition, WorkflowDefinition
@@ -38,11 +44,21 @@ class _Request:
     trigger_id: str | None
 
 
+def _refused_values(exc: Exception) -> bool:
+    """The database refused a value (one request's input may be at fault), as opposed to a
+    lost connection, after which the INSERT may have been made."""
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return False
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return False
+    return isinstance(exc, (StatementError, ValueError, TypeError))
+
+
 def _new_execution(
     request: _Request, workflow: RowMapping | NotFound
 ) -> ex_store.NewExecution | Exception:
     if isinstance(workflow, NotFound):
-        return workflow
+        return NotFound(str(workflow))  # one per caller: a raised exception keeps a traceback
     if workflow["archived_at"] is not None:
         return Conflict("the workflow is archived; it cannot be executed")
     return ex_store.NewExecution(
@@ -78,7 +94,9 @@ class EngineService:
         self._on_triggers_changed = on_triggers_changed
         # Concurrent requests without an idempotency key share one INSERT (a bad one is retried
         # alone, so it cannot fail its neighbours).
-        self._inserts = Batcher(self._insert_many, name="insert executions", isolate_failures=True)
+        self._inserts = Batcher(
+            self._insert_many, name="insert executions", isolate_failures=_refused_values
+        )
 
     # --- workflows ------------------------------------------------------------------------------
 

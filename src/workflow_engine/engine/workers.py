@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -107,7 +109,7 @@ class ExecutionRunner:
         if await self._unlimited(job.data.get(VERSION_KEY)):
             # No rate limit to check inside the claim: claims of concurrent jobs go together in
             # one UPDATE, without BEGIN/COMMIT.
-            claim = await self._claims(job.id)
+            claim = await self._claim_shielded(job.id)
             if claim is None or claim.token > self.max_deliveries:
                 async with self.db.autocommit() as conn:
                     await self._refuse(conn, job.id, claim)
@@ -129,10 +131,28 @@ class ExecutionRunner:
                         raise Delay(wait_ms, "rate limited")
             return claim
 
+    async def _claim_shielded(self, execution_id: str) -> ex_store.Claim | None:
+        """A claim whose caller is cancelled meanwhile (shutdown) may still be made by its
+        batch: then its lease is released at once, so the execution does not wait out a lease
+        with nobody running it."""
+        claiming = asyncio.ensure_future(self._claims(execution_id))
+        try:
+            return await asyncio.shield(claiming)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    claim = await claiming
+                    if claim is not None:
+                        async with self.db.autocommit() as conn:
+                            await ex_store.release_lease(conn, execution_id, claim.token)
+            raise
+
     async def _claim_many(self, ids: list[str]) -> list[ex_store.Claim | None]:
         async with self.db.autocommit() as conn:
             found = await ex_store.claim_many(conn, ids, owner=self.owner, lease_ms=self.lease_ms)
-        return [found.get(execution_id) for execution_id in ids]
+        # One claim, one runner: an id twice in a batch (a job delivered again while its first
+        # claim waits) gets its claim once.
+        return [found.pop(execution_id, None) for execution_id in ids]
 
     async def _unlimited(self, version_id: object) -> bool:
         """True when the job names a version (cached after the first) without rate limits."""

@@ -10,6 +10,7 @@ acceptable because the database holds every event and the hub fills any `seq` ga
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -25,6 +26,9 @@ log = logging.getLogger(__name__)
 CHANNEL = f"{KEY_PREFIX}:events"
 
 
+MAX_PER_MESSAGE = 200
+"""Events per PUBLISH, so one message stays far below Redis's pub/sub output buffer limits."""
+CLOSE_TIMEOUT_S = 5.0
 MAX_BUFFERED = 10_000
 """Events waiting to be sent beyond this are dropped (Redis unreachable for long): the database
 still holds them, and subscribers fill the gap from there."""
@@ -47,7 +51,10 @@ def encode(events: list[Event]) -> str:
 
 
 def decode(raw: str | bytes) -> list[Event]:
-    bodies: list[dict[str, Any]] = json.loads(raw)
+    """The events of one message: a list (this version) or a lone event (earlier ones, during
+    a rolling upgrade)."""
+    decoded: Any = json.loads(raw)
+    bodies: list[dict[str, Any]] = [decoded] if isinstance(decoded, dict) else decoded
     return [
         Event(
             type=body["type"],
@@ -86,7 +93,8 @@ class RedisEventBus(EventBus):
 
     async def _send(self) -> None:
         while self._buffer:
-            batch, self._buffer = self._buffer, []
+            batch = self._buffer[:MAX_PER_MESSAGE]
+            del self._buffer[:MAX_PER_MESSAGE]
             await self._channel.publish(encode(batch))
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
@@ -104,5 +112,7 @@ class RedisEventBus(EventBus):
 
     async def close(self) -> None:
         if self._sender is not None:
-            await asyncio.gather(self._sender, return_exceptions=True)
+            # Bounded: with Redis down each publish waits on its retries.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._sender, CLOSE_TIMEOUT_S)
         await self._channel.close()

@@ -59,11 +59,18 @@ class _LeanWorker(BullWorker):  # type: ignore[misc]
     async def processJob(self, job: Any, token: str) -> Any:
         await super().processJob(job, token)
         fetched = self._fetched.pop(token, None)
-        if not fetched or not fetched[0]:
+        if fetched is None:
             return None
-        # Already active under `token`: it must run here even if the worker is closing now.
+        # Also when nothing came back: that marks the queue drained, as bullmq's own fetch does.
         job_data, job_id, limit_until, delay_until = fetched
-        return await self.nextJobFromJobData(job_data, job_id, limit_until, delay_until, token)
+        following = await self.nextJobFromJobData(job_data, job_id, limit_until, delay_until, token)
+        if following is not None and self.closing:
+            # Fetched while the worker began closing, whose loop may be gone: give it back now
+            # (no attempt spent) rather than leave it active with nobody running it.
+            with contextlib.suppress(Exception):
+                await following.moveToDelayed(round(time.time() * 1000), token)
+            return None
+        return following
 
 
 class _FetchOnCompletion:
@@ -77,7 +84,12 @@ class _FetchOnCompletion:
         return getattr(self._backend, name)
 
     async def moveToCompleted(
-        self, job: Any, return_value: Any, remove_on_complete: Any, token: str, **_: Any
+        self,
+        job: Any,
+        return_value: Any,
+        remove_on_complete: Any,
+        token: str,
+        fetch_next: bool = False,  # bullmq's processJob always says False: fetched regardless
     ) -> Any:
         fetch = not self._worker.closing
         moved = await self._backend.moveToCompleted(

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, tuple_, update
+from sqlalchemy import and_, bindparam, case, literal, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.domain.status import ExecutionStatus
@@ -27,6 +27,7 @@ from workflow_engine.errors import LeaseLost
 from workflow_engine.storage import writer_pg
 from workflow_engine.storage.db import Database
 from workflow_engine.storage.tables import (
+    UTCDateTime,
     execution_events,
     execution_logs,
     execution_steps,
@@ -212,8 +213,8 @@ class ExecutionWriter:
             .values(
                 lease_expires_at=case(
                     (
-                        lease.is_(None) | (lease < self._renew_before(now)),
-                        now + timedelta(milliseconds=self.lease_ms),
+                        lease.is_(None) | (lease < literal(self._renew_before(now), UTCDateTime())),
+                        literal(now + timedelta(milliseconds=self.lease_ms), UTCDateTime()),
                     ),
                     else_=lease,
                 ),

@@ -34,8 +34,14 @@ _STEP_TYPES = (
     "status text, input jsonb, output jsonb, error text, started_at timestamptz, "
     "completed_at timestamptz, duration_ms bigint, retry_count int"
 )
+# jsonb_to_recordset reads a JSON null as SQL NULL; SQLAlchemy's JSON type (and so the generic
+# flush) stores None as JSON null. These put JSON null back, so both paths store the same.
+_JSON_COLUMNS = ("input", "output")
 _STEP_SET = ",\n        ".join(
-    f"{c} = CASE WHEN '{c}' = ANY(u.cols) THEN u.{c} ELSE t.{c} END" for c in STEP_COLUMNS
+    f"{c} = CASE WHEN '{c}' = ANY(u.cols) THEN "
+    + (f"COALESCE(u.{c}, 'null'::jsonb)" if c in _JSON_COLUMNS else f"u.{c}")
+    + f" ELSE t.{c} END"
+    for c in STEP_COLUMNS
 )
 
 FLUSH = text(
@@ -50,7 +56,7 @@ fence AS (
             ELSE e.lease_expires_at END,
         lease_owner = CASE WHEN f.finish THEN NULL ELSE e.lease_owner END,
         status = CASE WHEN f.finish THEN f.status ELSE e.status END,
-        output = CASE WHEN f.finish THEN f.output ELSE e.output END,
+        output = CASE WHEN f.finish THEN COALESCE(f.output, 'null'::jsonb) ELSE e.output END,
         error = CASE WHEN f.finish THEN f.error ELSE e.error END,
         completed_at = CASE WHEN f.finish THEN f.completed_at ELSE e.completed_at END,
         duration_ms = CASE WHEN f.finish THEN f.duration_ms ELSE e.duration_ms END,
@@ -64,9 +70,9 @@ fence AS (
 step_inserts AS (
     INSERT INTO execution_steps (id, execution_id, step_id, step_key, position, status, input,
         output, error, started_at, completed_at, duration_ms, retry_count)
-    SELECT s.id, s.execution_id, s.step_id, s.step_key, s.position, s.status, s.input,
-        s.output, s.error, s.started_at, s.completed_at, s.duration_ms,
-        COALESCE(s.retry_count, 0)
+    SELECT s.id, s.execution_id, s.step_id, s.step_key, s.position, s.status,
+        COALESCE(s.input, 'null'::jsonb), COALESCE(s.output, 'null'::jsonb), s.error,
+        s.started_at, s.completed_at, s.duration_ms, COALESCE(s.retry_count, 0)
     FROM batch, jsonb_to_recordset(batch.b -> 'step_inserts') AS s(
         id text, execution_id text, token int, step_id text, step_key text, position int,
         {_STEP_TYPES})
@@ -82,7 +88,8 @@ step_updates AS (
 ),
 logs AS (
     INSERT INTO execution_logs (id, execution_id, level, message, metadata, timestamp)
-    SELECT l.id, l.execution_id, l.level, l.message, l.metadata, l.timestamp
+    SELECT l.id, l.execution_id, l.level, l.message, COALESCE(l.metadata, 'null'::jsonb),
+        l.timestamp
     FROM batch, jsonb_to_recordset(batch.b -> 'logs') AS l(
         id text, execution_id text, token int, level text, message text, metadata jsonb,
         timestamp timestamptz)
