@@ -537,7 +537,24 @@ def main() -> int:
         help="EXECUTION_CONCURRENCY of our engine's processes",
     )
     parser.add_argument("--out", type=Path, help="report path (default: see above)")
+    parser.add_argument(
+        "--report-from",
+        type=Path,
+        metavar="JSON",
+        help="run nothing: write the report again from a results*.json (after editing "
+        "report.py or PROFILE.md)",
+    )
     args = parser.parse_args()
+    if args.report_from is not None:
+        from report import render
+
+        results = json.loads(args.report_from.read_text())
+        target = args.out or args.report_from.with_name(
+            args.report_from.name.replace("results", "RESULTS").replace(".json", ".md")
+        )
+        target.write_text(render(results, command=results.get("command", "bench/run.py")))
+        print(f"[bench] wrote {target}")
+        return 0
     profile = QUICK if args.quick else FULL
     tag = "quick" if args.quick else (args.only or "")
     out = args.out or BENCH / (f"RESULTS-{tag}.md" if tag else "RESULTS.md")
@@ -546,7 +563,8 @@ def main() -> int:
     asyncio.run(asyncio.wait_for(bench.run(args.only), timeout=profile.budget_s + 240))
     from report import render
 
-    text = render(bench.results, command=" ".join(["bench/run.py", *sys.argv[1:]]))
+    bench.results["command"] = " ".join(["bench/run.py", *sys.argv[1:]])
+    text = render(bench.results, command=bench.results["command"])
     out.write_text(text)
     out.with_name(out.name.replace("RESULTS", "results").replace(".md", ".json")).write_text(
         json.dumps(bench.results, indent=1, default=str)
