@@ -48,7 +48,7 @@ format: install
 lock: install
 	$(BIN)/uv pip compile pyproject.toml --extra dev -o requirements.txt --python-version 3.11 --quiet
 
-# Benchmark (bounded, ~13 min): our engine next to bullmq, Celery and DBOS -> bench/RESULTS.md.
+# Benchmark (about 5 min, capped at 13): our engine next to bullmq, Celery and DBOS -> bench/RESULTS.md.
 # The peers go into bench/.venv-peers. BENCH_ARGS=--quick for a smoke run, --only NAME for one.
 .PHONY: bench
 bench: $(STAMP)
