@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
+
+_ID_SHAPE = re.compile(r"[0-9a-fA-F-]{36}")
 
 
 def new_id() -> str:
@@ -15,3 +18,8 @@ def new_id() -> str:
     value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
     value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
     return str(uuid.UUID(int=value))
+
+
+def looks_like_id(value: str) -> bool:
+    """The shape of an id: workflow names may not have it, so `id or name` is never ambiguous."""
+    return _ID_SHAPE.fullmatch(value) is not None

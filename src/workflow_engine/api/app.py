@@ -71,7 +71,6 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.max_body_bytes = settings.max_body_bytes
-    app.state.realtime = realtime
     app.state.token = token
     errors.install(app)
     for router in (workflows.router, executions.router, system.router):

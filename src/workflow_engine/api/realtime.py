@@ -58,12 +58,10 @@ class Realtime:
             engineio_logger=False,
         )
         self.hub = RealtimeHub(self.sio)
-        self.db: Database | None = None
         self.asgi = socketio.ASGIApp(self.sio, socketio_path=None)
         self._register()
 
     async def start(self, db: Database, bus: EventBus) -> None:
-        self.db = db
         await self.hub.start(db, bus)
 
     async def stop(self) -> None:
@@ -159,9 +157,10 @@ class Realtime:
             await self.sio.leave_room(sid, batch_room(name))
 
     async def _execution(self, execution_id: str) -> Any:
-        if self.db is None:
+        db = self.hub.db
+        if db is None:
             return None
-        async with self.db.read() as conn:
+        async with db.read() as conn:
             try:
                 return await ex_store.get_execution(conn, execution_id)
             except NotFound:
@@ -170,9 +169,10 @@ class Realtime:
     async def _workflow_id(self, data: Any) -> str | None:
         if isinstance(data, dict):
             data = data.get("workflowId")
-        if not isinstance(data, str) or not data or len(data) > 200 or self.db is None:
+        db = self.hub.db
+        if not isinstance(data, str) or not data or len(data) > 200 or db is None:
             return None
-        async with self.db.read() as conn:
+        async with db.read() as conn:
             try:
                 row = await wf_store.get_workflow(conn, data)
             except NotFound:

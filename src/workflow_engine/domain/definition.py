@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from workflow_engine.ids import looks_like_id
 
 KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 MAX_STEPS = 200
@@ -86,7 +87,7 @@ class WorkflowDefinition(_Strict):
     def _name_not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("name must not be blank")
-        if re.fullmatch(r"[0-9a-fA-F-]{36}", value):
+        if looks_like_id(value):
             raise ValueError("name must not look like an id")
         return value
 

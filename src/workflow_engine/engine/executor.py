@@ -130,7 +130,7 @@ class Executor:
                     run.last_output = step_row["output"]
         heartbeat = asyncio.create_task(self._heartbeat(run))
         try:
-            return await self._run(run, claim, {r["step_key"]: r for r in done})
+            return await self._run(run, {r["step_key"]: r for r in done})
         except LeaseLost:
             log.warning("execution %s: lease lost, another worker owns it now", run.execution_id)
             return None
@@ -146,31 +146,18 @@ class Executor:
             self.cancels.unwatch(run.execution_id, run.cancel)
             await asyncio.gather(heartbeat, return_exceptions=True)
 
-    async def _run(
-        self, run: _Run, claim: store.Claim, step_rows: dict[str, Any]
-    ) -> ExecutionStatus:
+    async def _run(self, run: _Run, step_rows: dict[str, Any]) -> ExecutionStatus:
         definition = run.version.definition
         timeout_ms = definition.timeoutMs or self.config.execution_timeout_ms
-        if claim.first_start:
-            self._defer(
-                run,
-                step=None,
-                logs=[("info", f"Execution started ({self._label(run)})", None)],
-                events=[("started", {"input": run.input, "status": "running"})],
-            )
+        if run.token == 1:  # the first delivery (store.Claim.first_start)
+            logs = [("info", f"Execution started ({self._label(run)})", None)]
+            events = [("started", {"input": run.input, "status": "running"})]
         else:
-            self._defer(
-                run,
-                step=None,
-                logs=[
-                    (
-                        "warn",
-                        f"Execution resumed after an interruption (delivery {run.token})",
-                        None,
-                    )
-                ],
-                events=(),
-            )
+            logs = [
+                ("warn", f"Execution resumed after an interruption (delivery {run.token})", None)
+            ]
+            events = []
+        self._defer(run, step=None, logs=logs, events=events)
         elapsed_ms = (datetime.now(UTC) - run.started_at).total_seconds() * 1000
         try:
             async with asyncio.timeout(max(timeout_ms - elapsed_ms, 0) / 1000):

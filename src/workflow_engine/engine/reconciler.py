@@ -46,13 +46,12 @@ class Reconciler:
         async with self.db.read() as conn:
             pending = await ex_store.stale_pending_ids(conn, older_than=older_than, limit=BATCH)
             expired = await ex_store.expired_running_ids(conn, limit=BATCH)
-        for execution_id in pending:
-            await self.dispatch_queue.add(execution_id)
+        # Added together, so the queue sends them in one pipeline (its add is batched).
+        await asyncio.gather(*(self.dispatch_queue.add(execution_id) for execution_id in pending))
         if pending:
             async with self.db.write() as conn:
                 await ex_store.touch(conn, pending)
-        for execution_id in expired:
-            await self.execution_queue.add(execution_id)
+        await asyncio.gather(*(self.execution_queue.add(execution_id) for execution_id in expired))
         queued = len(pending) + len(expired)
         if queued:
             log.info("reconciler queued %d unfinished execution(s) again", queued)

@@ -6,6 +6,7 @@ Mode-agnostic: it is handed the database, the queues and the cancel signals by `
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -203,18 +204,13 @@ class EngineService:
             return Started(execution_id, ExecutionStatus.PENDING.value, created=True)
         async with self.db.write() as conn:
             workflow = await wf_store.get_workflow(conn, id_or_name)
-            if workflow["archived_at"] is not None:
-                raise Conflict("the workflow is archived; it cannot be executed")
+            new = _new_execution(_Request(id_or_name, input, trigger_id), workflow)
+            if isinstance(new, Exception):
+                raise new
             existing = await ex_store.find_by_idempotency_key(conn, workflow["id"], idempotency_key)
             if existing is not None:
                 return Started(existing["id"], existing["status"], created=False)
-            new = ex_store.NewExecution(
-                workflow_id=workflow["id"],
-                workflow_version_id=workflow["active_version_id"],
-                input=input,
-                trigger_id=trigger_id,
-                idempotency_key=idempotency_key,
-            )
+            new = dataclasses.replace(new, idempotency_key=idempotency_key)
             try:
                 async with conn.begin_nested():
                     execution_id = await ex_store.insert_execution(conn, new)

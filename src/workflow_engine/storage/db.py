@@ -44,7 +44,7 @@ def async_url(raw: str) -> tuple[URL, dict[str, Any]]:
         url = url.set(drivername="sqlite+aiosqlite")
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        connect_args["timeout"] = 30
+        connect_args["timeout"] = 30  # seconds sqlite3 waits for another writer's lock
         return url, connect_args
     raise ConfigurationError(
         f"unsupported database {backend!r} in DATABASE_URL: use postgresql:// or sqlite:///"
@@ -79,17 +79,13 @@ class Database:
             # No pre-ping: it costs three round trips per checkout; a dead connection raises and is
             # replaced, and the executor's writes are sent again (Executor._submit).
             kwargs.update(pool_size=pool_size, max_overflow=0, pool_timeout=60, pool_recycle=1800)
-        inline = self.is_sqlite and sole_writer and url.database not in (None, "", ":memory:")
-        if inline:
+        if self.is_sqlite and sole_writer and url.database not in (None, "", ":memory:"):
             # Statements run inline on the event loop, not on aiosqlite's thread (see module).
             # Waiting for another process's lock blocks the loop, so not for long: past it the
             # write fails (the API answers 503, the executor tries again).
-            busy_timeout_ms = INLINE_BUSY_TIMEOUT_MS
             kwargs["async_creator"] = sqlite_inline.creator(
-                str(url.database), timeout_s=busy_timeout_ms / 1000
+                str(url.database), timeout_s=INLINE_BUSY_TIMEOUT_MS / 1000
             )
-        else:
-            busy_timeout_ms = int(float(connect_args.get("timeout", 30)) * 1000)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         # Shares the pool; the isolation level is set on checkout (no round trip with asyncpg).
         self._autocommit_engine: AsyncEngine | None = (
@@ -97,7 +93,7 @@ class Database:
         )
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         if self.is_sqlite:
-            _install_sqlite_hooks(self.engine, busy_timeout_ms=busy_timeout_ms)
+            _install_sqlite_hooks(self.engine)
 
     @property
     def dialect(self) -> str:
@@ -139,7 +135,7 @@ class Database:
         await self.engine.dispose()
 
 
-def _install_sqlite_hooks(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
+def _install_sqlite_hooks(engine: AsyncEngine) -> None:
     sync_engine = engine.sync_engine
 
     @event.listens_for(sync_engine, "connect")
@@ -148,7 +144,6 @@ def _install_sqlite_hooks(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()

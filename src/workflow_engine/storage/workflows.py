@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.domain.definition import TriggerDefinition, WorkflowDefinition
 from workflow_engine.errors import Conflict, NotFound
-from workflow_engine.ids import new_id
+from workflow_engine.ids import looks_like_id, new_id
 from workflow_engine.storage.pagination import Cursor, keyset_before
 from workflow_engine.storage.tables import triggers, workflow_steps, workflow_versions, workflows
 
@@ -21,17 +21,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _looks_like_id(value: str) -> bool:
-    # The same shape the definition refuses as a name, so every name can be looked up.
-    return len(value) == 36 and value.count("-") == 4 and all(c in _ID_CHARS for c in value)
-
-
-_ID_CHARS = frozenset("0123456789abcdefABCDEF-")
-
-
 async def get_workflow(conn: AsyncConnection, id_or_name: str) -> RowMapping:
     """A live or archived workflow by id, or a live one by its unique name."""
-    column = workflows.c.id if _looks_like_id(id_or_name) else workflows.c.name
+    column = workflows.c.id if looks_like_id(id_or_name) else workflows.c.name
     query = select(workflows).where(column == id_or_name)
     if column is workflows.c.name:
         query = query.where(workflows.c.archived_at.is_(None))

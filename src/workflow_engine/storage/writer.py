@@ -17,10 +17,12 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, literal, tuple_, update
+from sqlalchemy import and_, bindparam, case, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import ReturningUpdate, Update
 
 from workflow_engine.domain.status import ExecutionStatus
 from workflow_engine.errors import LeaseLost
@@ -55,6 +57,17 @@ class Finish:
     completed_at: datetime
     duration_ms: int | None
     retries: int
+
+    def columns(self) -> dict[str, Any]:
+        """What the final write sets (`retries` is added to the execution's retry count)."""
+        return {
+            "status": self.status.value,
+            "output": self.output,
+            "error": self.error,
+            "completed_at": self.completed_at,
+            "duration_ms": self.duration_ms,
+            "retries": self.retries,
+        }
 
 
 @dataclass
@@ -154,15 +167,7 @@ class ExecutionWriter:
                 {"id": op.execution_id, "token": op.token, "finish": False},
             )
             if op.finish is not None:
-                entry.update(
-                    finish=True,
-                    status=op.finish.status.value,
-                    output=op.finish.output,
-                    error=op.finish.error,
-                    completed_at=op.finish.completed_at,
-                    duration_ms=op.finish.duration_ms,
-                    retries=op.finish.retries,
-                )
+                entry.update(finish=True, **op.finish.columns())
         step_inserts: list[dict[str, Any]] = []
         step_updates: list[dict[str, Any]] = []
         for (execution_id, token, step_key), step in _merged_steps(batch).items():
@@ -170,7 +175,7 @@ class ExecutionWriter:
             if step.insert:
                 step_inserts.append({**row, **step.values})
             else:
-                unknown = set(step.values) - set(writer_pg.STEP_COLUMNS)
+                unknown = step.values.keys() - writer_pg.STEP_COLUMNS
                 if unknown:
                     raise ValueError(f"not a step column: {sorted(unknown)}")
                 step_updates.append({**row, "cols": sorted(step.values), **step.values})
@@ -181,50 +186,28 @@ class ExecutionWriter:
             "logs": [{**row, "token": op.token} for op in batch for row in op.logs],
             "events": [{**row, "token": op.token} for op in batch for row in op.events],
         }
-        now = datetime.now(UTC)
         async with self.db.autocommit() as conn:
-            rows = await writer_pg.flush(
-                conn,
-                payload,
-                now=now,
-                lease_until=now + timedelta(milliseconds=self.lease_ms),
-                renew_before=self._renew_before(now),
-            )
-        return {(execution_id, token): _aware(c) for execution_id, token, c in rows}
+            rows = await writer_pg.flush(conn, payload, **self._lease_params())
+        return {(execution_id, token): cancel for execution_id, token, cancel in rows}
 
-    def _renew_before(self, now: datetime) -> datetime:
-        """A write renews the lease only once a sixth of it has passed since the last renewal:
-        checkpoints in quick succession then leave the indexed lease column alone (an in-place
-        update on PostgreSQL), while the heartbeat, every third of a lease, always renews."""
-        return now + timedelta(milliseconds=self.lease_ms * 5 / 6)
+    def _lease_params(self) -> dict[str, datetime]:
+        """`now`, the lease's new end, and `renew_before`: a write renews the lease only once
+        a sixth of it has passed since the last renewal, so checkpoints in quick succession
+        leave the indexed lease column alone (an in-place update on PostgreSQL), while the
+        heartbeat, every third of a lease, always renews."""
+        now = datetime.now(UTC)
+        return {
+            "now": now,
+            "lease_until": now + timedelta(milliseconds=self.lease_ms),
+            "renew_before": now + timedelta(milliseconds=self.lease_ms * 5 / 6),
+        }
 
     async def _fence(
         self, conn: AsyncConnection, batch: list[WriteOp]
     ) -> dict[tuple[str, int], datetime | None]:
-        now = datetime.now(UTC)
         pairs = list({(op.execution_id, op.token) for op in batch})
-        lease = executions.c.lease_expires_at
-        rows = await conn.execute(
-            update(executions)
-            .where(
-                tuple_(executions.c.id, executions.c.fencing_token).in_(pairs),
-                executions.c.status == ExecutionStatus.RUNNING.value,
-            )
-            .values(
-                lease_expires_at=case(
-                    (
-                        lease.is_(None) | (lease < literal(self._renew_before(now), UTCDateTime())),
-                        literal(now + timedelta(milliseconds=self.lease_ms), UTCDateTime()),
-                    ),
-                    else_=lease,
-                ),
-                updated_at=now,
-            )
-            .returning(
-                executions.c.id, executions.c.fencing_token, executions.c.cancel_requested_at
-            )
-        )
-        return {(row[0], int(row[1])): _aware(row[2]) for row in rows}
+        rows = await conn.execute(_fence_statement(), {"pairs": pairs, **self._lease_params()})
+        return {(row[0], int(row[1])): row[2] for row in rows}
 
 
 def _fail(op: WriteOp, exc: Exception) -> None:
@@ -266,39 +249,67 @@ async def _write_steps(conn: AsyncConnection, ops: list[WriteOp]) -> None:
             {"b_execution_id": execution_id, "b_step_key": step.step_key, **params}
         )
     for columns, rows in updates.items():
-        statement = (
-            update(execution_steps)
-            .where(
-                and_(
-                    execution_steps.c.execution_id == bindparam("b_execution_id"),
-                    execution_steps.c.step_key == bindparam("b_step_key"),
-                )
-            )
-            .values({column: bindparam(f"v_{column}") for column in columns})
-        )
-        await conn.execute(statement, rows)
+        await conn.execute(_step_update_statement(columns), rows)
 
 
 async def _finish(conn: AsyncConnection, ops: list[WriteOp]) -> None:
     rows = []
     for op in ops:
-        finish = op.finish
-        assert finish is not None
-        rows.append(
-            {
-                "b_id": op.execution_id,
-                "b_token": op.token,
-                "v_status": finish.status.value,
-                "v_output": finish.output,
-                "v_error": finish.error,
-                "v_completed_at": finish.completed_at,
-                "v_duration_ms": finish.duration_ms,
-                "v_retries": finish.retries,
-            }
+        assert op.finish is not None
+        values = {f"v_{column}": value for column, value in op.finish.columns().items()}
+        rows.append({"b_id": op.execution_id, "b_token": op.token, **values})
+    if rows:
+        await conn.execute(_finish_statement(), rows)
+
+
+# Statements built once (building one costs more than running it on SQLite).
+
+
+@cache
+def _fence_statement() -> ReturningUpdate[Any]:
+    """Renew the leases of the batch's executions whose token still matches (see
+    `_lease_params`); returns those with their `cancel_requested_at`."""
+    lease = executions.c.lease_expires_at
+    renew_before = bindparam("renew_before", type_=UTCDateTime())
+    return (
+        update(executions)
+        .where(
+            tuple_(executions.c.id, executions.c.fencing_token).in_(
+                bindparam("pairs", expanding=True)
+            ),
+            executions.c.status == ExecutionStatus.RUNNING.value,
         )
-    if not rows:
-        return
-    statement = (
+        .values(
+            lease_expires_at=case(
+                (
+                    lease.is_(None) | (lease < renew_before),
+                    bindparam("lease_until", type_=UTCDateTime()),
+                ),
+                else_=lease,
+            ),
+            updated_at=bindparam("now", type_=UTCDateTime()),
+        )
+        .returning(executions.c.id, executions.c.fencing_token, executions.c.cancel_requested_at)
+    )
+
+
+@cache
+def _step_update_statement(columns: tuple[str, ...]) -> Update:
+    return (
+        update(execution_steps)
+        .where(
+            and_(
+                execution_steps.c.execution_id == bindparam("b_execution_id"),
+                execution_steps.c.step_key == bindparam("b_step_key"),
+            )
+        )
+        .values({column: bindparam(f"v_{column}") for column in columns})
+    )
+
+
+@cache
+def _finish_statement() -> Update:
+    return (
         update(executions)
         .where(
             executions.c.id == bindparam("b_id"),
@@ -315,10 +326,3 @@ async def _finish(conn: AsyncConnection, ops: list[WriteOp]) -> None:
             lease_expires_at=None,
         )
     )
-    await conn.execute(statement, rows)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value

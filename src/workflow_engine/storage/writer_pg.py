@@ -111,11 +111,6 @@ SELECT id, fencing_token, cancel_requested_at FROM fence
 )
 
 
-def encode_batch(payload: dict[str, list[dict[str, Any]]]) -> str:
-    """The batch parameter; datetimes as ISO 8601 (the statement casts them to timestamptz)."""
-    return fastjson.dumps(payload)
-
-
 async def flush(
     conn: AsyncConnection,
     payload: dict[str, list[dict[str, Any]]],
@@ -127,7 +122,8 @@ async def flush(
     """Run the batch; (execution_id, token, cancel_requested_at) of the writes that were made.
     A lease ending before `renew_before` is renewed to `lease_until` (see writer.py)."""
     params = {
-        "batch": encode_batch(payload),
+        # Datetimes as ISO 8601: the statement casts them to timestamptz.
+        "batch": fastjson.dumps(payload),
         "now": now,
         "lease_until": lease_until,
         "renew_before": renew_before,

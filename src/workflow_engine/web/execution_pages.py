@@ -12,13 +12,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.api.deps import EngineDep
-from workflow_engine.domain.status import ExecutionStatus
 from workflow_engine.errors import NotFound
 from workflow_engine.storage import executions as ex_store
 from workflow_engine.storage import workflows as wf_store
 from workflow_engine.storage.pagination import Cursor
 from workflow_engine.storage.tables import workflows
-from workflow_engine.web.render import page, require_login
+from workflow_engine.web.render import STATUSES, page, require_login
 
 router = APIRouter(include_in_schema=False)
 Login = Annotated[None, Depends(require_login)]
@@ -53,7 +52,7 @@ async def monitoring_page(
     period: str = "",
     cursor: str = "",
 ) -> Response:
-    status = status if status in {s.value for s in ExecutionStatus} else ""
+    status = status if status in STATUSES else ""
     period = period if period in PERIODS else ""
     delta = PERIODS[period][1]
     since = datetime.now(UTC) - delta if delta else None
@@ -70,15 +69,21 @@ async def monitoring_page(
             except NotFound:
                 workflow_id = "-"  # matches nothing: the filter names an unknown workflow
         # One extra row tells whether there is a next page without a COUNT over the table.
-        rows = await ex_store.list_executions(
-            conn,
-            workflow_id=workflow_id,
-            status=status or None,
-            limit=PAGE_SIZE + 1,
-            cursor=after,
-            created_after=since,
+        rows = (
+            []
+            if workflow_id == "-"
+            else await ex_store.list_executions(
+                conn,
+                workflow_id=workflow_id,
+                status=status or None,
+                limit=PAGE_SIZE + 1,
+                cursor=after,
+                created_after=since,
+            )
         )
-        names = {**choices, **await workflow_names(conn, {r["workflow_id"] for r in rows})}
+        # Only archived workflows are missing from `choices` (none: no query).
+        unnamed = {r["workflow_id"] for r in rows} - choices.keys()
+        names = {**choices, **await workflow_names(conn, unnamed)}
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     filters = {"workflow": workflow, "status": status, "period": period}

@@ -14,11 +14,12 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from workflow_engine.api.session import COOKIE_NAME, session_valid
+from workflow_engine.domain.status import ExecutionStatus
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
 templates = Jinja2Templates(directory=str(HERE / "templates"))
-STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+STATUSES = tuple(status.value for status in ExecutionStatus)
 
 
 def duration(ms: int | None) -> str:

@@ -3,6 +3,9 @@
 "use strict";
 
 const WE = (() => {
+  // The statuses an execution ends in (domain/status.py FINAL_STATUSES).
+  const FINAL = new Set(["completed", "failed", "cancelled"]);
+
   async function api(method, path, body) {
     // X-Requested-With: the API refuses cookie-authenticated writes without it (CSRF guard).
     const options = { method, headers: { "X-Requested-With": "workflow-engine-ui" }, credentials: "same-origin" };
@@ -82,5 +85,5 @@ const WE = (() => {
     return socket;
   }
 
-  return { api, duration, relative, absolute, timeEl, badge, setStatus, pretty, connect };
+  return { api, duration, relative, absolute, timeEl, badge, setStatus, pretty, connect, FINAL };
 })();

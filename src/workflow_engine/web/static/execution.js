@@ -9,7 +9,7 @@
   const cancelButton = document.getElementById("cancel-button");
   const rerunButton = document.getElementById("rerun-button");
   const actionError = document.getElementById("action-error");
-  const FINAL = new Set(["completed", "failed", "cancelled"]);
+  const FINAL = WE.FINAL;
 
   const step = (key) => document.querySelector(`.step[data-step-key="${key}"]`);
   const field = (el, name) => el.querySelector(`[data-field="${name}"]`);

@@ -2,7 +2,7 @@
 "use strict";
 
 const Rows = (() => {
-  const FINAL = new Set(["completed", "failed", "cancelled"]);
+  const FINAL = WE.FINAL;
 
   function make(id, workflowCell, status, createdIso) {
     const tr = document.createElement("tr");
