@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import time
 import uuid
 
@@ -23,3 +24,8 @@ def new_id() -> str:
 def looks_like_id(value: str) -> bool:
     """The shape of an id: workflow names may not have it, so `id or name` is never ambiguous."""
     return _ID_SHAPE.fullmatch(value) is not None
+
+
+def worker_id() -> str:
+    """Who holds a lease: this host and process."""
+    return f"{socket.gethostname()}:{os.getpid()}"

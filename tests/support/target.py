@@ -7,6 +7,7 @@ Routes (any method):
   /status/<code>        that status with a JSON body
   /retry-after/<name>?seconds=S  429 with Retry-After: S on the first hit, then 200
   /slow?ms=N            waits N ms, then 200
+  /slowcount/<name>?ms=N  waits N ms, then 200 {"name", "hits"} (hits of <name> so far)
 """
 
 from __future__ import annotations
@@ -92,6 +93,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._reply(429, {"error": "slow down"}, {"Retry-After": query.get("seconds", "2")})
             else:
                 self._reply(200, {"hits": count})
+        elif route == "slowcount":
+            time.sleep(int(query.get("ms", "100")) / 1000)
+            self._reply(200, {"name": name, "hits": count})
         elif route == "slow":
             time.sleep(int(query.get("ms", "1000")) / 1000)
             self._reply(200, {"slept": True})

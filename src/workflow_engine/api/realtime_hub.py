@@ -21,6 +21,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from workflow_engine.domain.status import EventType
 from workflow_engine.events.bus import Event, EventBus
 from workflow_engine.storage import executions as store
 from workflow_engine.storage.db import Database
@@ -28,8 +29,17 @@ from workflow_engine.storage.db import Database
 log = logging.getLogger(__name__)
 ALL_ROOM = "all"
 CATCH_UP_PAGE = 500
-EXECUTION_EVENT_TYPES = frozenset({"started", "completed", "failed", "cancelled"})
-STEP_EVENT_TYPES = frozenset({"step_started", "step_completed", "step_failed", "step_retrying"})
+EXECUTION_EVENT_TYPES = frozenset(
+    {EventType.STARTED, EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED}
+)
+STEP_EVENT_TYPES = frozenset(
+    {
+        EventType.STEP_STARTED,
+        EventType.STEP_COMPLETED,
+        EventType.STEP_FAILED,
+        EventType.STEP_RETRYING,
+    }
+)
 
 
 def workflow_room(workflow_id: str) -> str:

@@ -70,6 +70,8 @@ def execution(row: RowMapping) -> dict[str, Any]:
         "retryCount": row["retry_count"],
         "createdAt": iso(row["created_at"]),
         "rerunOfId": row["rerun_of_id"],
+        "parentExecutionId": row["parent_execution_id"],
+        "parentStepKey": row["parent_step_key"],
         "cancelRequestedAt": iso(row["cancel_requested_at"]),
     }
 

@@ -28,6 +28,11 @@ class StepDefinition(_Strict):
     retryMaxAttempts: int | None = Field(default=None, ge=1, le=100)
     retryBackoffMs: int | None = Field(default=None, ge=0, le=3_600_000)
     timeoutMs: int | None = Field(default=None, ge=1, le=86_400_000)
+    needs: list[str] | None = Field(
+        default=None,
+        max_length=MAX_STEPS,
+        description="Keys of the steps this one waits for; absent: the step before it in the list",
+    )
 
     @property
     def display_name(self) -> str:
@@ -79,6 +84,12 @@ class WorkflowDefinition(_Strict):
     timeoutMs: int | None = Field(default=None, ge=1, le=86_400_000)
     rateLimitMaxConcurrent: int | None = Field(default=None, ge=1)
     rateLimitPerMinute: int | None = Field(default=None, ge=1)
+    parallelism: int = Field(
+        default=10, ge=1, le=1000, description="How many steps may run at the same time"
+    )
+    output: Any = Field(
+        default=None, description="Template of the execution's output; absent: the last step's"
+    )
     steps: list[StepDefinition] = Field(min_length=1, max_length=MAX_STEPS)
     triggers: list[TriggerDefinition] | None = None
 
@@ -98,11 +109,70 @@ class WorkflowDefinition(_Strict):
             if step.key in seen:
                 raise ValueError(f"step key {step.key!r} is used twice; keys must be unique")
             seen.add(step.key)
+        check_graph(self.steps)
         return self
 
     def document(self) -> dict[str, Any]:
         """The definition as stored in `workflow_versions.definition`."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def check_graph(steps: list[StepDefinition]) -> None:
+    """Raise ValueError naming the step whose `needs` is wrong: an unknown key, itself, a key
+    named twice, or a cycle."""
+    keys = {step.key for step in steps}
+    for step in steps:
+        for need in step.needs or ():
+            if need == step.key:
+                raise ValueError(f"step {step.key!r} needs itself")
+            if need not in keys:
+                raise ValueError(f"step {step.key!r} needs {need!r}, which is not a step key")
+        if step.needs is not None and len(set(step.needs)) != len(step.needs):
+            raise ValueError(f"step {step.key!r} names a step twice in its needs")
+    cycle = find_cycle(steps)
+    if cycle:
+        path = " -> ".join(repr(key) for key in cycle)
+        raise ValueError(
+            f"step {cycle[0]!r} is part of a cycle of needs: {path} (each needs the next)"
+        )
+
+
+def step_dependencies(steps: list[StepDefinition]) -> dict[str, tuple[str, ...]]:
+    """Each step's dependencies: its `needs`, or the step before it in the list."""
+    deps: dict[str, tuple[str, ...]] = {}
+    for position, step in enumerate(steps):
+        if step.needs is not None:
+            deps[step.key] = tuple(step.needs)
+        else:
+            deps[step.key] = (steps[position - 1].key,) if position else ()
+    return deps
+
+
+def find_cycle(steps: list[StepDefinition]) -> list[str] | None:
+    """A cycle of dependencies as a path of keys (first == last), or None."""
+    deps = step_dependencies(steps)
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for start in deps:
+        if state.get(start):
+            continue
+        path: list[str] = [start]
+        stack = [iter(deps[start])]
+        state[start] = 1
+        while stack:
+            need = next(stack[-1], None)
+            if need is None:
+                state[path.pop()] = 2
+                stack.pop()
+                continue
+            if need not in deps:
+                continue
+            if state.get(need) == 1:
+                return [*path[path.index(need) :], need]
+            if not state.get(need):
+                state[need] = 1
+                path.append(need)
+                stack.append(iter(deps[need]))
+    return None
 
 
 def _cron(expression: str, start: datetime) -> croniter:

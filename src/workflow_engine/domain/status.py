@@ -1,4 +1,4 @@
-"""Execution and step statuses, and which of them are final or can be re-run."""
+"""Execution and step statuses, the transitions allowed between them, and event names."""
 
 from __future__ import annotations
 
@@ -25,8 +25,63 @@ class StepStatus(StrEnum):
     SKIPPED = "skipped"
 
 
+class EventType(StrEnum):
+    """What an execution reports to subscribers (DESIGN.md section 7)."""
+
+    STARTED = "started"
+    STEP_STARTED = "step_started"
+    STEP_COMPLETED = "step_completed"
+    STEP_FAILED = "step_failed"
+    STEP_RETRYING = "step_retrying"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    LOG = "log"
+
+
 FINAL_STATUSES = frozenset(
     {ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
 )
 
 RERUNNABLE = frozenset({ExecutionStatus.FAILED, ExecutionStatus.CANCELLED})
+
+STEP_TRANSITIONS: dict[StepStatus | None, frozenset[StepStatus]] = {
+    # No row yet: a step starts, is skipped, or fails before it could start (a bad template).
+    None: frozenset({StepStatus.RUNNING, StepStatus.SKIPPED, StepStatus.FAILED}),
+    StepStatus.PENDING: frozenset({StepStatus.RUNNING, StepStatus.SKIPPED, StepStatus.FAILED}),
+    # running -> running is a retry (or a redelivery resuming the step).
+    StepStatus.RUNNING: frozenset({StepStatus.RUNNING, StepStatus.COMPLETED, StepStatus.FAILED}),
+    # A failed row of an execution still running (its worker died before finishing it) runs again.
+    StepStatus.FAILED: frozenset({StepStatus.RUNNING, StepStatus.FAILED}),
+    StepStatus.COMPLETED: frozenset(),
+    StepStatus.SKIPPED: frozenset(),
+}
+"""Which status a step row may take next, given the one it has. Completed and skipped are final:
+a completed step is never run again."""
+
+EXECUTION_TRANSITIONS: dict[ExecutionStatus, frozenset[ExecutionStatus]] = {
+    ExecutionStatus.PENDING: frozenset(
+        {ExecutionStatus.RUNNING, ExecutionStatus.CANCELLED, ExecutionStatus.FAILED}
+    ),
+    # running -> running: a redelivery (a new lease and fencing token).
+    ExecutionStatus.RUNNING: frozenset(
+        {ExecutionStatus.RUNNING, *FINAL_STATUSES},
+    ),
+    ExecutionStatus.COMPLETED: frozenset(),
+    ExecutionStatus.FAILED: frozenset(),
+    ExecutionStatus.CANCELLED: frozenset(),
+}
+
+
+class InvalidTransition(ValueError):
+    """A status change the tables above do not allow: a bug in the engine, never user input."""
+
+
+def check_step_transition(current: StepStatus | None, new: StepStatus) -> None:
+    if new not in STEP_TRANSITIONS[current]:
+        raise InvalidTransition(f"a step cannot go from {current or 'no row'} to {new}")
+
+
+def check_execution_transition(current: ExecutionStatus, new: ExecutionStatus) -> None:
+    if new not in EXECUTION_TRANSITIONS[current]:
+        raise InvalidTransition(f"an execution cannot go from {current} to {new}")

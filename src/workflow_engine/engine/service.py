@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import (
     DBAPIError,
@@ -23,10 +24,12 @@ from sqlalchemy.exc import (
 
 from workflow_engine.batching import Batcher
 from workflow_engine.domain.definition import TriggerDefinition, WorkflowDefinition
-from workflow_engine.domain.status import RERUNNABLE, ExecutionStatus, StepStatus
+from workflow_engine.domain.status import RERUNNABLE, ExecutionStatus
+from workflow_engine.engine.attempts import validation_message
 from workflow_engine.engine.cancel import CancelSignals
 from workflow_engine.errors import Conflict, InvalidDefinition, NotFound
 from workflow_engine.queue.base import JobQueue
+from workflow_engine.steps.map import MapConfig
 from workflow_engine.steps.registry import StepRegistry
 from workflow_engine.storage import executions as ex_store
 from workflow_engine.storage import workflows as wf_store
@@ -102,12 +105,28 @@ class EngineService:
     # --- workflows ------------------------------------------------------------------------------
 
     def check_definition(self, definition: WorkflowDefinition) -> None:
-        """Checks that need the engine (known step types); raises InvalidDefinition."""
+        """Checks that need the engine (known step types, a map's inner step); raises
+        InvalidDefinition naming the step."""
+        known = ", ".join(self.registry.names())
         for step in definition.steps:
             if self.registry.get(step.type) is None:
-                known = ", ".join(self.registry.names())
                 raise InvalidDefinition(
                     f"step {step.key!r}: unknown step type {step.type!r} (known: {known})"
+                )
+            if step.type != "map":
+                continue
+            try:
+                inner = MapConfig.model_validate(step.config).step
+            except ValidationError as exc:
+                raise InvalidDefinition(
+                    f"step {step.key!r}: {validation_message('map', exc)}"
+                ) from exc
+            if inner.type == "map":
+                raise InvalidDefinition(f"step {step.key!r}: a map step cannot map a map step")
+            if self.registry.get(inner.type) is None:
+                raise InvalidDefinition(
+                    f"step {step.key!r}: unknown step type {inner.type!r} in its inner step "
+                    f"(known: {known})"
                 )
 
     async def create_workflow(self, definition: WorkflowDefinition) -> str:
@@ -257,21 +276,27 @@ class EngineService:
         )
 
     async def cancel(self, execution_id: str) -> str:
-        """Cancel a pending or running execution (again: a no-op); a finished one is a Conflict."""
+        """Cancel a pending or running execution (again: a no-op) and its child executions; a
+        finished one is a Conflict."""
         async with self.db.write() as conn:
             status = await ex_store.request_cancel(conn, execution_id)
-        if status in (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED):
-            raise Conflict(
-                f"execution {execution_id!r} is already {status}; only pending or running "
-                "executions can be cancelled"
-            )
-        if status == ExecutionStatus.RUNNING:
-            await self.cancels.request(execution_id)
+            if status in (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED):
+                raise Conflict(
+                    f"execution {execution_id!r} is already {status}; only pending or running "
+                    "executions can be cancelled"
+                )
+            children = await ex_store.active_descendants(conn, execution_id)
+            running = [execution_id] if status == ExecutionStatus.RUNNING else []
+            for child_id in children:
+                if await ex_store.request_cancel(conn, child_id) == ExecutionStatus.RUNNING:
+                    running.append(child_id)
+        for running_id in running:
+            await self.cancels.request(running_id)
         return status
 
     async def rerun(self, execution_id: str) -> str:
-        """A new execution of the same version and input, starting at the failed step: the steps
-        completed before it are carried over, not run again."""
+        """A new execution of the same version and input: the completed and skipped steps (and
+        map items) are carried over, not run again; the failed and the not-started ones run."""
         async with self.db.write() as conn:
             source = await ex_store.get_execution(conn, execution_id)
             if source["status"] not in RERUNNABLE:
@@ -279,12 +304,6 @@ class EngineService:
                     f"only failed or cancelled executions can be re-run (this one is "
                     f"{source['status']})"
                 )
-            steps = await ex_store.list_steps(conn, execution_id)
-            carried: list[str] = []
-            for step in steps:
-                if step["status"] not in (StepStatus.COMPLETED, StepStatus.SKIPPED):
-                    break
-                carried.append(step["step_key"])
             new = ex_store.NewExecution(
                 workflow_id=source["workflow_id"],
                 workflow_version_id=source["workflow_version_id"],
@@ -293,7 +312,7 @@ class EngineService:
                 rerun_of_id=source["id"],
             )
             new_id = await ex_store.insert_execution(conn, new)
-            await ex_store.copy_completed_steps(conn, execution_id, new_id, carried)
+            await ex_store.copy_finished_steps(conn, execution_id, new_id)
         await self._enqueue(new_id)
         return new_id
 

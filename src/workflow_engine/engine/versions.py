@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.domain.definition import WorkflowDefinition
+from workflow_engine.domain.graph import StepGraph
 from workflow_engine.storage import workflows as wf_store
 from workflow_engine.storage.db import Database
 
@@ -19,6 +20,14 @@ class LoadedVersion:
     number: int
     definition: WorkflowDefinition
     step_ids: dict[str, str]
+    graph: StepGraph = field(init=False)
+    positions: dict[str, int] = field(init=False)
+    """Each step's place in the document's list (its rows' `position`)."""
+
+    def __post_init__(self) -> None:
+        steps = self.definition.steps
+        object.__setattr__(self, "graph", StepGraph.of(steps))
+        object.__setattr__(self, "positions", {step.key: i for i, step in enumerate(steps)})
 
 
 class VersionCache:

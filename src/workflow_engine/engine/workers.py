@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -16,6 +14,7 @@ from workflow_engine.engine import ratelimit
 from workflow_engine.engine.executor import Executor
 from workflow_engine.engine.service import EngineService
 from workflow_engine.errors import Conflict, Delay, NotFound
+from workflow_engine.ids import worker_id
 from workflow_engine.queue.base import Job, JobQueue
 from workflow_engine.redis_support.schedules import slot_of
 from workflow_engine.storage import executions as ex_store
@@ -24,10 +23,6 @@ from workflow_engine.storage.db import Database
 log = logging.getLogger(__name__)
 VERSION_KEY = "workflowVersionId"
 """Execution job data: the execution's workflow version (absent in jobs the reconciler queues)."""
-
-
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class Dispatcher:

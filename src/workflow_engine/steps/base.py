@@ -13,6 +13,11 @@ from pydantic import BaseModel, ConfigDict
 LogFn = Callable[[str, str, dict[str, Any] | None], Awaitable[None]]
 """log(level, message, metadata): writes an execution_logs row and emits a `log` event."""
 
+RunChild = Callable[[str, Any], Awaitable[Any]]
+"""run_child(workflow id or name, input): runs a child execution of that workflow (linked to this
+step, started once per try however often the parent is delivered) and returns its output; raises
+`StepError` if the child fails or is cancelled."""
+
 
 class StepConfig(BaseModel):
     """Base for a step type's config model: unknown fields are an error."""
@@ -30,6 +35,7 @@ class StepContext:
     attempt: int
     http: httpx.AsyncClient
     log: LogFn
+    run_child: RunChild | None = None
 
     @property
     def idempotency_key(self) -> str:

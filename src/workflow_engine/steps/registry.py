@@ -27,9 +27,12 @@ def default_registry() -> StepRegistry:
     from workflow_engine.steps.fail import FailStep
     from workflow_engine.steps.http import HttpStep
     from workflow_engine.steps.log import LogStep
+    from workflow_engine.steps.map import MapStep
     from workflow_engine.steps.transform import TransformStep
+    from workflow_engine.steps.workflow import WorkflowStep
 
     registry = StepRegistry()
-    for step_type in (TransformStep(), HttpStep(), DelayStep(), LogStep(), FailStep()):
+    built_in = (TransformStep(), HttpStep(), DelayStep(), LogStep(), FailStep(), MapStep())
+    for step_type in (*built_in, WorkflowStep()):
         registry.register(step_type)
     return registry

@@ -51,6 +51,8 @@ class NewExecution:
     trigger_id: str | None = None
     idempotency_key: str | None = None
     rerun_of_id: str | None = None
+    parent_execution_id: str | None = None
+    parent_step_key: str | None = None
 
 
 async def insert_execution(conn: AsyncConnection, new: NewExecution) -> str:
@@ -75,6 +77,8 @@ async def insert_executions(conn: AsyncConnection, news: list[NewExecution]) -> 
             "updated_at": stamp,
             "idempotency_key": new.idempotency_key,
             "rerun_of_id": new.rerun_of_id,
+            "parent_execution_id": new.parent_execution_id,
+            "parent_step_key": new.parent_step_key,
             "fencing_token": 0,
         }
         for new in news
@@ -156,12 +160,65 @@ async def list_executions(
 
 
 async def list_steps(conn: AsyncConnection, execution_id: str) -> list[RowMapping]:
+    """The execution's step rows in the document's order; a map step's items follow it, in
+    item order."""
+    query = select(execution_steps).where(execution_steps.c.execution_id == execution_id)
+    rows = list((await conn.execute(query)).mappings())
+    rows.sort(key=_step_order)
+    return rows
+
+
+def _step_order(row: RowMapping) -> tuple[int, int]:
+    key: str = row["step_key"]
+    if key.endswith("]") and "[" in key:
+        index = key[key.rindex("[") + 1 : -1]
+        if index.isdigit():
+            return row["position"], int(index)
+    return row["position"], -1
+
+
+async def list_children(conn: AsyncConnection, parent_id: str) -> list[RowMapping]:
+    """The child executions a parent's `workflow` steps started, oldest first."""
     query = (
-        select(execution_steps)
-        .where(execution_steps.c.execution_id == execution_id)
-        .order_by(execution_steps.c.position)
+        select(executions)
+        .where(executions.c.parent_execution_id == parent_id)
+        .order_by(executions.c.created_at, executions.c.id)
     )
     return list((await conn.execute(query)).mappings())
+
+
+async def ancestry_depth(conn: AsyncConnection, execution_id: str, *, limit: int) -> int:
+    """How many parents the execution has (0 for a top-level one), counting at most `limit`."""
+    depth = 0
+    current: str | None = execution_id
+    while depth < limit:
+        parent = await conn.scalar(
+            select(executions.c.parent_execution_id).where(executions.c.id == current)
+        )
+        if parent is None:
+            break
+        depth, current = depth + 1, parent
+    return depth
+
+
+async def active_descendants(conn: AsyncConnection, execution_id: str) -> list[str]:
+    """The `pending` or `running` executions below this one (children, their children...)."""
+    found: list[str] = []
+    frontier = [execution_id]
+    for _ in range(64):  # nesting is capped far below this
+        if not frontier:
+            break
+        rows = await conn.execute(
+            select(executions.c.id, executions.c.status).where(
+                executions.c.parent_execution_id.in_(frontier)
+            )
+        )
+        frontier = []
+        for child_id, status in rows:
+            frontier.append(child_id)
+            if status in (PENDING, RUNNING):
+                found.append(child_id)
+    return found
 
 
 async def list_logs(conn: AsyncConnection, execution_id: str) -> list[RowMapping]:
@@ -354,13 +411,13 @@ async def cancel_unowned(conn: AsyncConnection, execution_id: str) -> bool:
 # --- step rows and logs --------------------------------------------------------------------------
 
 
-async def copy_completed_steps(
-    conn: AsyncConnection, source_id: str, target_id: str, keys: list[str]
-) -> None:
-    """For a re-run: carry the source's completed/skipped steps before the failed one."""
+async def copy_finished_steps(conn: AsyncConnection, source_id: str, target_id: str) -> None:
+    """For a re-run: carry over the source's completed and skipped step rows (map items
+    included), so that only the failed and the not-started steps run."""
     rows = await conn.execute(
         select(execution_steps).where(
-            execution_steps.c.execution_id == source_id, execution_steps.c.step_key.in_(keys)
+            execution_steps.c.execution_id == source_id,
+            execution_steps.c.status.in_(["completed", "skipped"]),
         )
     )
     copies = [{**dict(row), "id": new_id(), "execution_id": target_id} for row in rows.mappings()]

@@ -149,7 +149,11 @@ executions = Table(
     Column("lease_expires_at", UTCDateTime),
     Column("fencing_token", Integer, nullable=False, default=0),
     Column("cancel_requested_at", UTCDateTime),
+    # A child execution (a `workflow` step's): its parent and the parent's step.
+    _id("parent_execution_id", ForeignKey("executions.id", ondelete="SET NULL")),
+    Column("parent_step_key", String(80)),
     Index("ix_executions_created_at_id", "created_at", "id"),
+    Index("ix_executions_parent_execution_id", "parent_execution_id"),
     Index("ix_executions_workflow_id_created_at_id", "workflow_id", "created_at", "id"),
     Index("ix_executions_status_created_at_id", "status", "created_at", "id"),
     Index("ix_executions_status_lease_expires_at", "status", "lease_expires_at"),
@@ -164,7 +168,8 @@ execution_steps = Table(
     _id(primary_key=True),
     _id("execution_id", ForeignKey("executions.id", ondelete="CASCADE"), nullable=False),
     _id("step_id", ForeignKey("workflow_steps.id"), nullable=False),
-    Column("step_key", String(64), nullable=False),
+    # A step's key, or `key[index]` for an item of a map step.
+    Column("step_key", String(80), nullable=False),
     Column("position", Integer, nullable=False),
     Column("status", String(16), nullable=False),
     Column("input", Json),

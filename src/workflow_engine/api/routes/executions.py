@@ -50,10 +50,12 @@ async def get_execution(engine: EngineDep, execution_id: str) -> Any:
         row = await ex_store.get_execution(conn, execution_id)
         steps = await ex_store.list_steps(conn, execution_id)
         logs = await ex_store.list_logs(conn, execution_id)
+        children = await ex_store.list_children(conn, execution_id)
     return {
         **serialize.execution(row),
         "steps": [serialize.step(s) for s in steps],
         "logs": [serialize.log(entry) for entry in logs],
+        "children": [serialize.execution(child) for child in children],
     }
 
 

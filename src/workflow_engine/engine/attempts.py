@@ -1,0 +1,169 @@
+"""One step through its tries: condition, rendering, validation, the run with its timeout, and
+retries with backoff. Returns how the step ended; writes the checkpoints of its start and of each
+retry (its end is the caller's to write, so that it can be committed with the next write)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import httpx
+from pydantic import ValidationError
+
+from workflow_engine.domain.retry import RetryPolicy, decide
+from workflow_engine.engine import checkpoints as cp
+from workflow_engine.engine import templates
+from workflow_engine.engine.branches import (
+    Completed,
+    Failed,
+    Halt,
+    Outcome,
+    Skipped,
+    StepStopped,
+    stoppable,
+)
+from workflow_engine.engine.journal import Journal, jsonable
+from workflow_engine.engine.secrets import Secrets
+from workflow_engine.errors import LeaseLost, NonRetryableStepError, StepError, StepTimeout
+from workflow_engine.steps.base import RunChild, StepContext
+from workflow_engine.steps.registry import StepRegistry
+
+T = TypeVar("T")
+
+
+class StepSpec(Protocol):
+    """What runs: a workflow step, or the inner step of a map."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def if_(self) -> str | bool | None: ...
+    @property
+    def config(self) -> dict[str, Any]: ...
+    @property
+    def retryMaxAttempts(self) -> int | None: ...
+    @property
+    def retryBackoffMs(self) -> int | None: ...
+    @property
+    def timeoutMs(self) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """Where one step runs: its execution, and what it may use."""
+
+    execution_id: str
+    workflow_id: str
+    journal: Journal
+    halt: Halt
+    policy: RetryPolicy
+    context: dict[str, Any]
+    count_retry: Callable[[], None]
+    run_child: Callable[[cp.StepState], RunChild] | None = None
+
+
+class StepRunner:
+    def __init__(
+        self, *, registry: StepRegistry, secrets: Secrets, http: httpx.AsyncClient
+    ) -> None:
+        self.registry = registry
+        self.secrets = secrets
+        self.http = http
+
+    async def run(self, spec: StepSpec, state: cp.StepState, at: Attempt) -> Outcome:
+        condition_error: StepError | None = None
+        try:
+            should_run = templates.render_condition(spec.if_, at.context)
+        except StepError as exc:
+            should_run, condition_error = True, exc
+        if not should_run:
+            return Skipped("its condition is false")
+        state.started_at = state.started_at or cp.now()
+        while True:
+            stored_input: Any = None
+            try:
+                if condition_error is not None:
+                    raise condition_error
+                if at.halt.is_set:
+                    raise StepStopped()
+                config, stored_input = self.render_config(spec.config, at.context)
+                stored_input = jsonable(stored_input)
+                step_type = self.registry.get(spec.type)
+                if step_type is None:
+                    raise NonRetryableStepError(f"unknown step type {spec.type!r}")
+                try:
+                    parsed = step_type.validate_config(config)
+                except ValidationError as exc:
+                    raise NonRetryableStepError(validation_message(spec.type, exc)) from exc
+                await at.journal.write(cp.step_started(state, stored_input))
+                ctx = StepContext(
+                    execution_id=at.execution_id,
+                    workflow_id=at.workflow_id,
+                    step_key=state.ref.key,
+                    attempt=state.attempt,
+                    http=self.http,
+                    log=lambda level, message, meta: at.journal.write(
+                        cp.Checkpoint(logs=(cp.LogLine(level, self.secrets.redact(message), meta),))
+                    ),
+                    run_child=at.run_child(state) if at.run_child is not None else None,
+                )
+                output = await stoppable(
+                    at.halt, _timed(step_type.run(parsed, ctx), spec.timeoutMs)
+                )
+            except (StepStopped, LeaseLost, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                error = self.secrets.redact(error_text(exc))
+                retry_after = exc.retry_after_ms if isinstance(exc, StepError) else None
+                decision = decide(
+                    at.policy,
+                    state.attempt,
+                    retryable=not isinstance(exc, NonRetryableStepError),
+                    retry_after_ms=retry_after,
+                )
+                if not decision.retry:
+                    return Failed(error, stored_input)
+                await at.journal.write(
+                    cp.step_retrying(
+                        state, stored_input, error, at.policy.max_attempts, decision.delay_ms
+                    )
+                )
+                at.count_retry()
+                await stoppable(at.halt, asyncio.sleep(decision.delay_ms / 1000))
+                state.attempt += 1
+                continue
+            return Completed(self.secrets.redact(jsonable(output)))
+
+    def render_config(self, config: dict[str, Any], context: dict[str, Any]) -> tuple[Any, Any]:
+        """The config to run with, and the one to store (secrets masked)."""
+        rendered = templates.render(config, context)
+        if "secrets" not in repr(config):
+            return rendered, rendered
+        return rendered, templates.render(config, {**context, "secrets": self.secrets.masked()})
+
+
+async def _timed(awaitable: Awaitable[T], timeout_ms: int | None) -> T:
+    if timeout_ms is None:
+        return await awaitable
+    try:
+        async with asyncio.timeout(timeout_ms / 1000):
+            return await awaitable
+    except TimeoutError:
+        raise StepTimeout(f"Step timed out after {timeout_ms} ms") from None
+
+
+def error_text(exc: BaseException) -> str:
+    text = str(exc).strip().replace("\x00", "\ufffd")
+    if isinstance(exc, StepError):
+        return text or type(exc).__doc__ or "Step failed"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def validation_message(step_type: str, exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        parts.append(f"{where}: {err['msg']}")
+    return f"invalid config for step type {step_type!r}: " + "; ".join(parts)
