@@ -3,13 +3,14 @@ STEP_MODULES it cannot import stops `serve` and `workers` with one clear line.""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import StartServe
-from tests.support.plugins import check_shout, install_plugin
+from tests.support.plugins import FIXTURE, MODULE, check_shout, install_plugin
 from tests.support.process import free_port, run_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -30,14 +31,12 @@ def test_serve_runs_a_step_type_from_an_installed_package(
 
 
 def test_the_same_step_type_through_step_modules(tmp_path: Path, start_serve: StartServe) -> None:
-    site = install_plugin(tmp_path / "plugin")
-    for info in site.glob("*.dist-info"):  # only the module remains: no entry point
-        for file in info.iterdir():
-            file.unlink()
-        info.rmdir()
-    serve = start_serve({"PYTHONPATH": str(site), "STEP_MODULES": "shout_step"})
+    modules = tmp_path / "modules"  # the module alone: no distribution, so no entry point
+    modules.mkdir()
+    shutil.copy(FIXTURE / f"{MODULE}.py", modules)
+    serve = start_serve({"PYTHONPATH": str(modules), "STEP_MODULES": MODULE})
     with serve.client() as client:
-        check_shout(client, source="shout_step")
+        check_shout(client, source=MODULE)
 
 
 def _assert_one_clear_line(result: subprocess.CompletedProcess[str]) -> None:
