@@ -38,7 +38,8 @@ from workflow_engine.redis_support.client import check_redis
 from workflow_engine.redis_support.leader import RedisLeaderLock
 from workflow_engine.redis_support.schedules import BullScheduleSync
 from workflow_engine.settings import Settings
-from workflow_engine.steps.registry import StepRegistry, default_registry
+from workflow_engine.steps.plugins import load_registry
+from workflow_engine.steps.registry import StepRegistry
 from workflow_engine.storage import migrate
 from workflow_engine.storage.db import Database
 
@@ -128,14 +129,19 @@ EXECUTION_JOB_TIMEOUT_MS = 86_400_000 + 60_000
 
 
 async def build(settings: Settings, *, registry: StepRegistry | None = None) -> Engine:
-    """Assemble the engine for `settings`; migrates the database first."""
+    """Assemble the engine for `settings`; migrates the database first.
+
+    Without a `registry`: the built-in step types plus the plugins (entry points and
+    STEP_MODULES), checked before anything is opened, so a bad plugin leaks no connection.
+    """
+    if registry is None:
+        registry = load_registry(settings.step_modules)
     db = Database(
         settings.resolved_database_url,
         pool_size=settings.db_pool_size,
         sole_writer=not settings.redis_url,
     )
     await migrate.upgrade(db)
-    registry = registry or default_registry()
     bus: EventBus = LocalEventBus()
     closers: list[Callable[[], Awaitable[None]]] = []
     is_leader: Callable[[], Awaitable[bool]] | None = None

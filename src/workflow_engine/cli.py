@@ -64,6 +64,7 @@ def serve(
 
     from workflow_engine.api.app import create_app
     from workflow_engine.api.auth import resolve_token
+    from workflow_engine.steps.plugins import load_registry
     from workflow_engine.storage.db import async_url
 
     settings = _settings()
@@ -74,11 +75,15 @@ def serve(
     try:
         async_url(settings.resolved_database_url)  # a bad DATABASE_URL: one line, not a traceback
         token, generated = resolve_token(settings)
+        # Plugins are checked (and imported) before the port is bound: a bad one is one line.
+        registry = load_registry(settings.step_modules)
     except ConfigurationError as exc:
         _fail(str(exc), 2)
         return
     documents = _load_documents(apply or [])
-    application = _StartupErrors(create_app(settings, token=token, documents=documents))
+    application = _StartupErrors(
+        create_app(settings, token=token, documents=documents, registry=registry)
+    )
     url = f"http://{settings.host}:{settings.port}"
     typer.echo(f"[Workflow Engine] Listening on {url}")
     if token is None:

@@ -49,7 +49,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     secrets_prefix: str = "WORKFLOW_SECRET_"
 
-    @field_validator("cors_origins", "http_allowlist", mode="before")
+    step_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Modules whose STEP_TYPES list adds step types (steps/plugins.py)",
+    )
+
+    @field_validator("cors_origins", "http_allowlist", "step_modules", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)

@@ -15,6 +15,8 @@ class DelayConfig(StepConfig):
 
 
 class DelayStep(StepType):
+    """Wait `ms` milliseconds; output is `{"delayedMs": ms}`."""
+
     name = "delay"
     config_model = DelayConfig
 

@@ -13,6 +13,8 @@ class FailConfig(StepConfig):
 
 
 class FailStep(StepType):
+    """Always fail with `message` (for tests and dead ends)."""
+
     name = "fail"
     config_model = FailConfig
 

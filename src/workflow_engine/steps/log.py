@@ -13,6 +13,8 @@ class LogConfig(StepConfig):
 
 
 class LogStep(StepType):
+    """Write `message` to the execution's log at `level`."""
+
     name = "log"
     config_model = LogConfig
 

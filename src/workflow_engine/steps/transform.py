@@ -12,6 +12,8 @@ class TransformConfig(StepConfig):
 
 
 class TransformStep(StepType):
+    """Build an output from templates: the rendered `output` config."""
+
     name = "transform"
     config_model = TransformConfig
 

@@ -49,6 +49,51 @@
     if (result.ok && result.data && result.data.url) window.location.href = result.data.url;
   });
 
+  // Beside the editor: the step types this engine runs (built-in and plugins), from the API.
+  const typesList = document.getElementById("step-types");
+  const typesStatus = document.getElementById("step-types-status");
+  let typesLoaded = false;
+
+  function stepTypeItem(t) {
+    const dt = document.createElement("dt");
+    dt.dataset.stepType = t.name;
+    dt.textContent = t.name;
+    if (t.source !== "builtin") {
+      const from = document.createElement("span");
+      from.className = "pill"; from.title = "from a plugin"; from.textContent = t.source;
+      dt.append(" ", from);
+    }
+    const dd = document.createElement("dd");
+    // Docstrings mark code with backticks: shown as <code>, never parsed as HTML.
+    t.description.split("`").forEach((part, i) => {
+      if (i % 2 === 0) { dd.append(part); return; }
+      const code = document.createElement("code");
+      code.textContent = part;
+      dd.append(code);
+    });
+    const fields = Object.keys((t.configSchema && t.configSchema.properties) || {});
+    if (fields.length) {
+      const line = document.createElement("div");
+      line.className = "fields"; line.textContent = "config: " + fields.join(", ");
+      dd.append(line);
+    }
+    return [dt, dd];
+  }
+
+  async function loadStepTypes() {
+    if (typesLoaded) return;
+    typesLoaded = true;
+    const result = await WE.api("GET", "/api/step-types");
+    if (!result.ok || !result.data) {
+      typesLoaded = false;  // tried again when the editor is opened again
+      typesStatus.textContent = "Could not load the step types (" + result.status + ").";
+      return;
+    }
+    typesList.replaceChildren(...result.data.stepTypes.flatMap(stepTypeItem));
+    typesStatus.hidden = true;
+  }
+
   document.getElementById("editor-cancel").addEventListener("click", () => { card.hidden = true; });
-  if (opener) opener.addEventListener("click", () => { card.hidden = false; text.focus(); check(true); });
+  if (opener) opener.addEventListener("click", () => { card.hidden = false; text.focus(); check(true); loadStepTypes(); });
+  if (!card.hidden) loadStepTypes();
 })();
