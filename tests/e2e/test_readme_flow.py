@@ -67,3 +67,39 @@ def test_migrate_creates_a_fresh_sqlite_database(tmp_path: Path) -> None:
     assert {"workflows", "executions", "execution_steps", "execution_logs"} <= tables
     again = run_cli(["migrate"], tmp_path, {"DATABASE_URL": f"sqlite:///{path}"}, timeout=60)
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_the_graphs_example_runs_as_written(start_serve: StartServe) -> None:
+    """The README's "Graphs" example: fan-out + map + sub-workflow, with its input file."""
+    serve = start_serve(args=("--apply", EXAMPLES))
+    body_json = (REPO / "examples" / "inputs" / "research-digest.json").read_text()
+    with serve.client() as client:
+        response = client.post(
+            "/api/workflows/research-digest/execute",
+            content=body_json,
+            headers={"Content-Type": "application/json"},
+        )
+        assert response.status_code == 202, response.text
+        body = wait_execution(client, response.json()["executionId"], timeout=30)
+    assert body["status"] == "completed", body
+    output = body["output"]
+    assert output["topic"] == "durable execution"
+    assert output["totalWords"] == 59
+    assert output["source"] == "lookup took 300 ms"
+    assert [d["title"] for d in output["documents"]] == [
+        "Checkpoints",
+        "Leases",
+        "Idempotency",
+        "Fan-out",
+    ]
+    assert [s["stepKey"] for s in body["steps"]] == [
+        "lookup",
+        "summarise",
+        *[f"summarise[{i}]" for i in range(4)],
+        "join",
+        "announce",
+    ]
+    assert len(body["children"]) == 4
+    steps = {s["stepKey"]: s for s in body["steps"]}
+    # The two branches ran at the same time.
+    assert steps["summarise"]["startedAt"] < steps["lookup"]["completedAt"]
