@@ -72,10 +72,6 @@ class LeaseLost(WorkflowEngineError):
     """This worker no longer owns the execution: another worker claimed it."""
 
 
-class ExecutionCancelled(WorkflowEngineError):
-    """Execution cancelled."""
-
-
 class Delay(WorkflowEngineError):
     """Put the job back in the queue for later without spending an attempt."""
 

@@ -111,23 +111,19 @@ class Branches(Generic[K]):
         self._tasks[asyncio.create_task(work)] = key
 
     async def next(
-        self, *, within_s: float | None, wake: asyncio.Event | None = None
+        self, *, within_s: float | None, wake: asyncio.Future[Any] | None = None
     ) -> list[tuple[K, Outcome]]:
-        """Wait until a branch ends (or `wake` is set, or `within_s` passes); the branches that
+        """Wait until a branch ends (or `wake` is done, or `within_s` passes); the branches that
         ended, in the order they were started. A branch that raised (lease lost, a write that
         failed for good) stops all the others and re-raises."""
         waiters: set[asyncio.Future[Any]] = set(self._tasks)
-        woken = asyncio.ensure_future(wake.wait()) if wake is not None else None
-        if woken is not None:
-            waiters.add(woken)
+        if wake is not None and not wake.done():
+            waiters.add(wake)
         try:
             await asyncio.wait(waiters, timeout=within_s, return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
             await self.abort()
             raise
-        finally:
-            if woken is not None:
-                woken.cancel()
         ended = []
         for task, key in list(self._tasks.items()):
             if not task.done():

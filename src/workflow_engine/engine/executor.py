@@ -223,26 +223,30 @@ class Executor:
         deadline = loop.time() + timeout_ms / 1000 - elapsed_s
         branches: Branches[StepDefinition] = Branches()
         running: set[str] = set()
-        while True:
-            started = 0
-            if not halt.is_set:
-                started = self._start_ready(run, graph, branches, running, halt)
-            if not branches:
-                break
-            if not started:
-                # Nothing about to write: what is deferred goes out now, not when a long
-                # sibling ends.
-                await run.journal.flush()
-            remaining = None if halt.is_set else max(deadline - loop.time(), 0)
-            wake = None if halt.is_set else run.cancel
-            ended = await branches.next(within_s=remaining, wake=wake)
-            if run.cancel.is_set():
-                halt.set("Cancelled", status=ExecutionStatus.CANCELLED)
-            elif not ended and not halt.is_set and loop.time() >= deadline:
-                halt.set(f"Execution timed out after {timeout_ms} ms")
-            for step, outcome in ended:
-                running.discard(step.key)
-                self._ended(run, run.states[step.key], outcome, halt)
+        cancelled = asyncio.ensure_future(run.cancel.wait())
+        try:
+            while True:
+                started = 0
+                if not halt.is_set:
+                    started = self._start_ready(run, graph, branches, running, halt)
+                if not branches:
+                    break
+                if not started:
+                    # Nothing about to write: what is deferred goes out now, not when a long
+                    # sibling ends.
+                    await run.journal.flush()
+                remaining = None if halt.is_set else max(deadline - loop.time(), 0)
+                wake = None if halt.is_set else cancelled
+                ended = await branches.next(within_s=remaining, wake=wake)
+                if run.cancel.is_set():
+                    halt.set("Cancelled", status=ExecutionStatus.CANCELLED)
+                elif not ended and not halt.is_set and loop.time() >= deadline:
+                    halt.set(f"Execution timed out after {timeout_ms} ms")
+                for step, outcome in ended:
+                    running.discard(step.key)
+                    self._ended(run, run.states[step.key], outcome, halt)
+        finally:
+            cancelled.cancel()
         self._stop_running(run, halt)
 
     def _start_ready(
