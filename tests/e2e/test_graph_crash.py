@@ -167,3 +167,58 @@ def test_kill_9_in_the_middle_of_a_map(
         assert {h.idempotency_key for h in hits} == {f"{execution_id}:fetch[{i}]"}
         if i in done_before:
             assert len(hits) == 1, f"item {i} completed before the kill and ran again"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_kill_9_while_a_child_execution_runs(
+    backend: str,
+    start_serve: StartServe,
+    target: Target,
+    request: pytest.FixtureRequest,
+) -> None:
+    env: dict[str, str | None] = {}
+    if backend == "postgres":
+        env["DATABASE_URL"] = request.getfixturevalue("private_pg_url")
+    name = f"kid-{uuid.uuid4().hex[:8]}"
+    child = {
+        "name": f"{name}-child",
+        "steps": [
+            {
+                "key": "slow",
+                "type": "http",
+                "config": {"url": f"{target.url}/slowcount/{name}?ms=3000"},
+            },
+            {
+                "key": "out",
+                "type": "transform",
+                "config": {"output": "{{ steps.slow.output.body.name }}"},
+            },
+        ],
+    }
+    parent = {
+        "name": name,
+        "steps": [
+            {"key": "sub", "type": "workflow", "config": {"workflow": f"{name}-child"}},
+            {"key": "done", "type": "transform", "config": {"output": "{{ steps.sub.output }}!"}},
+        ],
+    }
+    first = start_serve(env)
+    with first.client() as client:
+        assert client.post("/api/workflows", json=child).status_code == 201
+        assert client.post("/api/workflows", json=parent).status_code == 201
+        execution_id = client.post(f"/api/workflows/{name}/execute", json={}).json()["executionId"]
+        wait_for(lambda: target.hits(f"slowcount/{name}"), "the child's slow step to run")
+    first.kill()
+
+    second = start_serve(env)
+    with second.client() as client:
+        body = wait_execution(client, execution_id, timeout=60)
+        assert body["status"] == "completed", body
+        assert body["output"] == f"{name}!"
+        # One child for the one try of the step, however often the parent was delivered.
+        assert len(body["children"]) == 1
+        child_body = wait_execution(client, body["children"][0]["id"], timeout=10)
+    assert child_body["status"] == "completed"
+    assert child_body["parentExecutionId"] == execution_id
+    keys = {h.idempotency_key for h in target.hits(f"slowcount/{name}")}
+    assert keys == {f"{child_body['id']}:slow"}
