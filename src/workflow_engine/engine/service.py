@@ -10,6 +10,7 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import RowMapping
@@ -254,6 +255,19 @@ class EngineService:
             raise Conflict("the trigger is disabled")
         return await self.execute(
             trigger["workflow_id"], input, idempotency_key=idempotency_key, trigger_id=trigger_id
+        )
+
+    async def fire_schedule(
+        self, trigger_id: str, workflow_id: str, input: Any, slot: datetime
+    ) -> Started:
+        """Start the execution of a schedule trigger's `slot`, once however often it is fired
+        (a restart, a second scheduler, a job delivered again): its idempotency key is
+        `schedule:{triggerId}:{slot}`."""
+        return await self.execute(
+            workflow_id,
+            input,
+            idempotency_key=f"schedule:{trigger_id}:{slot.isoformat()}",
+            trigger_id=trigger_id,
         )
 
     async def cancel(self, execution_id: str) -> str:
