@@ -1,4 +1,5 @@
-"""The ASGI application: REST API, Socket.io (`/api/socket`) and the monitoring UI."""
+"""The ASGI application: the REST API (`api/`), Socket.io (`/api/socket`) and the monitoring UI
+(`web/`), assembled here so that neither package needs to know the other's place in it."""
 
 from __future__ import annotations
 
