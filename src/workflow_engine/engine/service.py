@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import (
     DBAPIError,
     IntegrityError,
@@ -31,7 +30,7 @@ from workflow_engine.queue.base import JobQueue
 from workflow_engine.steps.registry import StepRegistry
 from workflow_engine.storage import executions as ex_store
 from workflow_engine.storage import workflows as wf_store
-from workflow_engine.storage.db import Database
+from workflow_engine.storage.db import Database, Row
 
 log = logging.getLogger(__name__)
 ENQUEUE_TIMEOUT_S = 3.0
@@ -57,7 +56,7 @@ def _refused_values(exc: Exception) -> bool:
 
 
 def _new_execution(
-    request: _Request, workflow: RowMapping | NotFound
+    request: _Request, workflow: Row | NotFound
 ) -> ex_store.NewExecution | Exception:
     if isinstance(workflow, NotFound):
         return NotFound(str(workflow))  # one per caller: a raised exception keeps a traceback
@@ -232,7 +231,7 @@ class EngineService:
         one INSERT (needing no transaction around it: a workflow archived meanwhile is caught
         by the dispatcher, as it would be inside one)."""
         async with self.db.autocommit() as conn:
-            workflows: dict[str, RowMapping | NotFound] = {}
+            workflows: dict[str, Row | NotFound] = {}
             for ref in {request.workflow for request in requests}:
                 try:
                     workflows[ref] = await wf_store.get_workflow(conn, ref)

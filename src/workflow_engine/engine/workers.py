@@ -8,15 +8,13 @@ import logging
 import os
 import socket
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from workflow_engine.batching import Batcher
 from workflow_engine.engine import ratelimit
 from workflow_engine.engine.executor import Executor
 from workflow_engine.errors import Delay, NotFound
 from workflow_engine.queue.base import Job, JobQueue
 from workflow_engine.storage import executions as ex_store
-from workflow_engine.storage.db import Database
+from workflow_engine.storage.db import Connection, Database
 
 log = logging.getLogger(__name__)
 VERSION_KEY = "workflowVersionId"
@@ -135,7 +133,7 @@ class ExecutionRunner:
         return not ratelimit.has_limits(version.definition)
 
     async def _refuse(
-        self, conn: AsyncConnection, execution_id: str, claim: ex_store.Claim | None
+        self, conn: Connection, execution_id: str, claim: ex_store.Claim | None
     ) -> None:
         if claim is None:
             # Finished, cancelled, unknown, or owned by a live worker. A cancelled one whose

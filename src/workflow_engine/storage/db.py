@@ -6,16 +6,21 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
-from sqlalchemy import event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, RowMapping, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from workflow_engine import fastjson
 from workflow_engine.errors import ConfigurationError
 from workflow_engine.storage import sqlite_inline
+
+Connection: TypeAlias = AsyncConnection
+"""What storage functions take: a connection from `Database.read`, `write` or `autocommit`."""
+Row: TypeAlias = RowMapping
+"""A row as storage functions return it: its values by column name."""
 
 
 def async_url(raw: str) -> tuple[URL, dict[str, Any]]:
@@ -130,6 +135,11 @@ class Database:
             await conn.execution_options(sqlite_immediate=True)
             async with conn.begin():
                 yield conn
+
+    async def ping(self) -> None:
+        """One round trip to the database; raises if it cannot be reached."""
+        async with self.read() as conn:
+            await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
         await self.engine.dispose()
