@@ -13,19 +13,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.exc import (
-    DBAPIError,
-    IntegrityError,
-    InterfaceError,
-    OperationalError,
-    StatementError,
-)
-
 from workflow_engine.batching import Batcher
 from workflow_engine.domain.definition import TriggerDefinition, WorkflowDefinition
 from workflow_engine.domain.status import RERUNNABLE, ExecutionStatus, StepStatus
 from workflow_engine.engine.cancel import CancelSignals
-from workflow_engine.errors import Conflict, InvalidDefinition, NotFound
+from workflow_engine.errors import (
+    Conflict,
+    DuplicateKey,
+    InvalidDefinition,
+    NotFound,
+    RefusedValue,
+)
 from workflow_engine.queue.base import JobQueue
 from workflow_engine.steps.registry import StepRegistry
 from workflow_engine.storage import executions as ex_store
@@ -47,12 +45,8 @@ class _Request:
 
 def _refused_values(exc: Exception) -> bool:
     """The database refused a value (one request's input may be at fault), as opposed to a
-    lost connection, after which the INSERT may have been made."""
-    if isinstance(exc, (OperationalError, InterfaceError)):
-        return False
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return False
-    return isinstance(exc, (StatementError, ValueError, TypeError))
+    lost connection (StorageUnavailable), after which the INSERT may have been made."""
+    return isinstance(exc, (RefusedValue, DuplicateKey, ValueError, TypeError))
 
 
 def _new_execution(
@@ -212,9 +206,8 @@ class EngineService:
                 return Started(existing["id"], existing["status"], created=False)
             new = dataclasses.replace(new, idempotency_key=idempotency_key)
             try:
-                async with conn.begin_nested():
-                    execution_id = await ex_store.insert_execution(conn, new)
-            except IntegrityError:
+                execution_id = await ex_store.insert_keyed_execution(conn, new)
+            except DuplicateKey:
                 # The same key raced in from another request: answer with that execution.
                 existing = await ex_store.find_by_idempotency_key(
                     conn, workflow["id"], idempotency_key

@@ -8,6 +8,9 @@ durable before its execution goes on, but N executions share one commit instead 
 Fencing stays per execution: one statement renews the leases of every execution in the batch
 whose fencing token still matches; the writes of the others are dropped and their callers get
 `LeaseLost`.
+
+A write the database failed raises, like every storage error, `StorageUnavailable` (try again),
+`DuplicateKey` (a row it inserts is there already) or `RefusedValue`.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import and_, bindparam, case, tuple_, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import ReturningUpdate, Update
 
 from workflow_engine.domain.status import ExecutionStatus
-from workflow_engine.errors import LeaseLost
+from workflow_engine.errors import DuplicateKey, LeaseLost, RefusedValue
 from workflow_engine.storage import writer_pg
 from workflow_engine.storage.db import Database
 from workflow_engine.storage.tables import (
@@ -212,7 +216,38 @@ class ExecutionWriter:
 
 def _fail(op: WriteOp, exc: Exception) -> None:
     if op.done is not None and not op.done.done():
-        op.done.set_exception(exc)
+        op.done.set_exception(_still_integrity_error(exc))
+
+
+# Transitional, until engine/executor.py (being rewritten) catches DuplicateKey: its `_submit`
+# tells a write it must not try again by `sqlalchemy.exc.IntegrityError`, so what the writer
+# raises for an integrity violation stays one too. Remove with that catch.
+
+
+class _DuplicateKeyIntegrityError(DuplicateKey, IntegrityError):
+    pass
+
+
+class _RefusedValueIntegrityError(RefusedValue, IntegrityError):
+    pass
+
+
+def _still_integrity_error(exc: Exception) -> Exception:
+    cause = exc.__cause__
+    if not isinstance(cause, IntegrityError):
+        return exc
+    kind: type[DuplicateKey | RefusedValue]
+    if isinstance(exc, DuplicateKey):
+        kind = _DuplicateKeyIntegrityError
+    elif isinstance(exc, RefusedValue):
+        kind = _RefusedValueIntegrityError
+    else:
+        return exc
+    both = kind.__new__(kind)
+    both.__dict__.update(cause.__dict__)  # what IntegrityError's methods read
+    both.args = exc.args  # the message, as the engine's errors keep it
+    both.__cause__ = cause
+    return both
 
 
 def _merged_steps(ops: list[WriteOp]) -> dict[tuple[str, int, str], StepWrite]:
