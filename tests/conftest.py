@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from tests.support.databases import fresh_database
 from tests.support.target import Target, run_target
-from workflow_engine.api.app import create_app
+from workflow_engine.app import create_app
 from workflow_engine.bootstrap import Engine
 from workflow_engine.settings import Settings
 from workflow_engine.storage.db import Database

@@ -17,6 +17,7 @@ from workflow_engine.engine.cancel import CancelSignals, LocalCancelSignals
 from workflow_engine.engine.executor import Executor, ExecutorConfig
 from workflow_engine.engine.reconciler import Reconciler
 from workflow_engine.engine.scheduler import Scheduler
+from workflow_engine.engine.schedules import Schedules
 from workflow_engine.engine.secrets import Secrets
 from workflow_engine.engine.service import EngineService
 from workflow_engine.engine.workers import Dispatcher, ExecutionRunner
@@ -29,6 +30,7 @@ from workflow_engine.queue.base import (
     DISPATCH_QUEUE,
     EXECUTION_OPTIONS,
     EXECUTION_QUEUE,
+    Handler,
     JobQueue,
 )
 from workflow_engine.queue.bullmq import BullMQQueue
@@ -36,7 +38,7 @@ from workflow_engine.queue.local import LocalQueue
 from workflow_engine.redis_support.cancel import RedisCancelSignals
 from workflow_engine.redis_support.client import check_redis
 from workflow_engine.redis_support.leader import RedisLeaderLock
-from workflow_engine.redis_support.schedules import BullScheduleSync
+from workflow_engine.redis_support.schedules import BullSchedules
 from workflow_engine.settings import Settings
 from workflow_engine.steps.plugins import load_registry
 from workflow_engine.steps.registry import StepRegistry
@@ -58,10 +60,9 @@ class Engine:
     executor: Executor
     service: EngineService
     reconciler: Reconciler
-    scheduler: Scheduler | None = None
-    """In-process cron (embedded mode)."""
-    schedule_sync: BullScheduleSync | None = None
-    """Schedules as BullMQ job schedulers (distributed mode)."""
+    schedules: Schedules
+    dispatcher: Handler
+    """The dispatch queue's handler (with the schedules' jobs, when they come that way)."""
     _background: list[asyncio.Task[None]] = field(default_factory=list)
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -69,15 +70,18 @@ class Engine:
     def mode(self) -> str:
         return "distributed" if self.settings.redis_url else "embedded"
 
+    @property
+    def scheduler(self) -> Scheduler | None:
+        """The in-process cron, when it is what fires the schedules (embedded mode)."""
+        return self.schedules if isinstance(self.schedules, Scheduler) else None
+
     async def start_workers(
         self, *, concurrency: int | None = None, say: Callable[[str], None] = print
     ) -> None:
         """Start the dispatch and execution workers, the reconciler and the schedules."""
         concurrency = concurrency or self.settings.execution_concurrency
         say("[Workflow Engine] Starting workers...")
-        await self.dispatch_queue.start_worker(
-            Dispatcher(self.db, self.execution_queue, self.service), concurrency=max(2, concurrency)
-        )
+        await self.dispatch_queue.start_worker(self.dispatcher, concurrency=max(2, concurrency))
         say("[Dispatcher] Worker started")
         runner = ExecutionRunner(
             self.db,
@@ -88,12 +92,8 @@ class Engine:
         await self.execution_queue.start_worker(runner, concurrency=concurrency)
         say(f"[Executor] Worker started with concurrency {concurrency}")
         say("[Workflow Engine] Registering schedule triggers...")
-        if self.schedule_sync is not None:
-            await self.schedule_sync.sync()
-        if self.scheduler is not None:
-            self._background.append(
-                asyncio.create_task(self.scheduler.run_forever(), name="scheduler")
-            )
+        await self.schedules.sync()
+        self._background.append(asyncio.create_task(self.schedules.run(), name="scheduler"))
         # Everything unfinished in the database is queued again before new work arrives.
         if self.reconciler.is_leader is None or await self.reconciler.is_leader():
             await self.reconciler.run_once(pending_grace_ms=0)
@@ -189,11 +189,11 @@ async def build(settings: Settings, *, registry: StepRegistry | None = None) -> 
             lease_ms=settings.lease_ms, execution_timeout_ms=settings.execution_timeout_ms
         ),
     )
-    schedules_changed: list[Callable[[], Awaitable[object]]] = []
+    schedules: Schedules | None = None  # made below: it needs the service, which tells it
 
     async def triggers_changed() -> None:
-        for notify in schedules_changed:
-            await notify()
+        if schedules is not None:
+            await schedules.sync()
 
     service = EngineService(
         db=db,
@@ -202,26 +202,24 @@ async def build(settings: Settings, *, registry: StepRegistry | None = None) -> 
         cancels=cancels,
         on_triggers_changed=triggers_changed,
     )
-    scheduler: Scheduler | None = None
-    schedule_sync: BullScheduleSync | None = None
+    dispatcher: Handler = Dispatcher(db, execution_queue)
+    upkeep: Callable[[], Awaitable[object]] | None = None
     if isinstance(dispatch_queue, BullMQQueue):
-        schedule_sync = BullScheduleSync(db, dispatch_queue)
-        schedules_changed.append(schedule_sync.sync)
+        # The schedulers' jobs come through the dispatch queue; Redis may lose the schedulers,
+        # so the reconciler's passes register them again.
+        bull_schedules = BullSchedules(db, dispatch_queue, service)
+        dispatcher = bull_schedules.dispatch_handler(dispatcher)
+        upkeep = bull_schedules.sync
+        schedules = bull_schedules
     else:
-        scheduler = Scheduler(service)
-        local_scheduler = scheduler
-
-        async def reload_local() -> None:
-            local_scheduler.changed()
-
-        schedules_changed.append(reload_local)
+        schedules = Scheduler(service)
     reconciler = Reconciler(
         db,
         dispatch_queue,
         execution_queue,
         interval_ms=settings.reconcile_interval_ms,
         is_leader=is_leader,
-        also=schedule_sync.sync if schedule_sync is not None else None,
+        also=upkeep,
     )
     return Engine(
         settings=settings,
@@ -234,7 +232,7 @@ async def build(settings: Settings, *, registry: StepRegistry | None = None) -> 
         executor=executor,
         service=service,
         reconciler=reconciler,
-        scheduler=scheduler,
-        schedule_sync=schedule_sync,
+        schedules=schedules,
+        dispatcher=dispatcher,
         _closers=closers,
     )

@@ -62,8 +62,8 @@ def serve(
     """Run the API (and, in embedded mode, the workers) until SIGTERM/SIGINT."""
     import uvicorn
 
-    from workflow_engine.api.app import create_app
     from workflow_engine.api.auth import resolve_token
+    from workflow_engine.app import create_app
     from workflow_engine.steps.plugins import load_registry
     from workflow_engine.storage.db import async_url
 

@@ -34,6 +34,27 @@ class InvalidDefinition(WorkflowEngineError):
     """Invalid workflow definition."""
 
 
+# --- storage -------------------------------------------------------------------------------------
+# What a database or driver error becomes at the storage boundary (storage/db.py), so that
+# nothing outside storage/ needs to know SQLAlchemy's or the drivers' exceptions.
+
+
+class StorageError(WorkflowEngineError):
+    """The database could not do what was asked."""
+
+
+class StorageUnavailable(StorageError):
+    """The database is unavailable right now (connection lost, database down or timed out)."""
+
+
+class DuplicateKey(StorageError):
+    """The database already holds a row with this key."""
+
+
+class RefusedValue(StorageError):
+    """The database refused a value (NUL character, number out of range, broken constraint)."""
+
+
 # --- step outcomes -------------------------------------------------------------------------------
 
 

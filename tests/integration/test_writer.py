@@ -6,11 +6,10 @@ import asyncio
 from datetime import UTC, datetime
 
 from sqlalchemy import update
-from sqlalchemy.exc import DBAPIError
 
 from tests.conftest import StartEngine
 from workflow_engine.domain.definition import WorkflowDefinition
-from workflow_engine.errors import LeaseLost
+from workflow_engine.errors import DuplicateKey, LeaseLost
 from workflow_engine.ids import new_id
 from workflow_engine.storage import executions as ex_store
 from workflow_engine.storage import workflows as wf_store
@@ -93,7 +92,7 @@ async def test_one_bad_write_does_not_fail_its_neighbours(
     bad = WriteOp(first, 1, logs=[log, dict(log)])  # the same log id twice
     results = await asyncio.gather(writer.submit(good), writer.submit(bad), return_exceptions=True)
     assert results[0] is None
-    assert isinstance(results[1], DBAPIError)
+    assert isinstance(results[1], DuplicateKey)
     async with running.engine.db.read() as conn:
         assert [r["status"] for r in await ex_store.list_steps(conn, first)] == ["running"]
 

@@ -15,7 +15,7 @@ import socketio
 import uvicorn
 
 from tests.support.process import free_port
-from workflow_engine.api.app import create_app
+from workflow_engine.app import create_app
 from workflow_engine.bootstrap import Engine
 from workflow_engine.settings import Settings
 

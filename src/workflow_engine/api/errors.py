@@ -9,11 +9,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from workflow_engine.api.middleware import BodyTooLarge
-from workflow_engine.errors import Conflict, InvalidDefinition, NotFound, WorkflowEngineError
+from workflow_engine.errors import (
+    Conflict,
+    InvalidDefinition,
+    NotFound,
+    StorageError,
+    WorkflowEngineError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +74,11 @@ def install(app: FastAPI) -> None:
             log.error("unexpected engine error: %s", exc)
         return JSONResponse(error_body(exc.message), status_code=status)
 
-    @app.exception_handler(DBAPIError)
-    async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
-        # The client's request was fine; the database is not reachable right now.
-        log.warning("database error answering a request: %s", exc.orig)
+    @app.exception_handler(StorageError)
+    async def _database(_: Request, exc: StorageError) -> JSONResponse:
+        # The client's request was fine (its values are checked before they are stored): the
+        # database failed it, most likely because it cannot be reached right now.
+        log.warning("database error answering a request: %s", exc)
         return JSONResponse(
             error_body("the database is unavailable right now; try again shortly"),
             status_code=503,

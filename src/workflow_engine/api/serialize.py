@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import RowMapping
+from workflow_engine.storage.db import Row
 
 
 def iso(value: datetime | None) -> str | None:
@@ -13,7 +13,7 @@ def iso(value: datetime | None) -> str | None:
 
 
 def workflow(
-    row: RowMapping, *, version: RowMapping | None = None, triggers: list[RowMapping] | None = None
+    row: Row, *, version: Row | None = None, triggers: list[Row] | None = None
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": row["id"],
@@ -32,7 +32,7 @@ def workflow(
     return body
 
 
-def version(row: RowMapping) -> dict[str, Any]:
+def version(row: Row) -> dict[str, Any]:
     return {
         "id": row["id"],
         "workflowId": row["workflow_id"],
@@ -42,7 +42,7 @@ def version(row: RowMapping) -> dict[str, Any]:
     }
 
 
-def trigger(row: RowMapping) -> dict[str, Any]:
+def trigger(row: Row) -> dict[str, Any]:
     return {
         "id": row["id"],
         "workflowId": row["workflow_id"],
@@ -54,7 +54,7 @@ def trigger(row: RowMapping) -> dict[str, Any]:
     }
 
 
-def execution(row: RowMapping) -> dict[str, Any]:
+def execution(row: Row) -> dict[str, Any]:
     return {
         "id": row["id"],
         "workflowId": row["workflow_id"],
@@ -76,7 +76,7 @@ def execution(row: RowMapping) -> dict[str, Any]:
     }
 
 
-def step(row: RowMapping) -> dict[str, Any]:
+def step(row: Row) -> dict[str, Any]:
     return {
         "id": row["id"],
         "stepId": row["step_id"],
@@ -93,7 +93,7 @@ def step(row: RowMapping) -> dict[str, Any]:
     }
 
 
-def log(row: RowMapping) -> dict[str, Any]:
+def log(row: Row) -> dict[str, Any]:
     return {
         "id": row["id"],
         "level": row["level"],

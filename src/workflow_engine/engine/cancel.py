@@ -2,6 +2,10 @@
 
 The request is also stored on the execution row (`cancel_requested_at`), which each executor reads
 at every lease renewal, so a cancel still lands when a signal is missed.
+
+Two implementations, chosen in `bootstrap`: `LocalCancelSignals` here (one process) and
+`redis_support/cancel.py` (Redis pub/sub, across processes); tests/contract/test_cancel_signals.py
+holds both to the same contract.
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ from abc import ABC, abstractmethod
 
 
 class CancelSignals(ABC):
+    """The service `request`s; the executor `watch`es each execution it runs. Signals are not
+    kept: a request that comes before the watch is not seen by it (the row is)."""
+
     @abstractmethod
     async def request(self, execution_id: str) -> None:
         """Tell whichever worker runs `execution_id` to stop it."""

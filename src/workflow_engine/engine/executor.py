@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from sqlalchemy.engine import RowMapping
 
 from workflow_engine.domain.definition import StepDefinition
 from workflow_engine.domain.graph import Readiness, StepGraph
@@ -45,7 +44,7 @@ from workflow_engine.events.bus import EventBus
 from workflow_engine.ids import worker_id
 from workflow_engine.steps.registry import StepRegistry
 from workflow_engine.storage import executions as store
-from workflow_engine.storage.db import Database
+from workflow_engine.storage.db import Database, Row
 from workflow_engine.storage.writer import ExecutionWriter
 
 log = logging.getLogger(__name__)
@@ -71,7 +70,7 @@ class Run:
     started_at: datetime
     cancel: asyncio.Event
     journal: Journal
-    previous: dict[str, RowMapping]
+    previous: dict[str, Row]
     """Step rows stored before this delivery (an earlier one, or carried over by a re-run)."""
     states: dict[str, cp.StepState] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
@@ -136,7 +135,7 @@ class Executor:
 
     async def run(self, claim: store.Claim) -> ExecutionStatus | None:
         """Run a claimed execution to a final status; None if the lease was lost on the way."""
-        rows: list[RowMapping] = []
+        rows: list[Row] = []
         last_seq = 0
         # A first delivery of a new execution has no step rows or events yet: nothing to read.
         if not claim.first_start or claim.rerun_of_id is not None:

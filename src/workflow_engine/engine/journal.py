@@ -20,11 +20,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
 from workflow_engine.domain.status import EventType, StepStatus
 from workflow_engine.engine.checkpoints import Checkpoint
-from workflow_engine.errors import LeaseLost
+from workflow_engine.errors import DuplicateKey, LeaseLost, RefusedValue
 from workflow_engine.events.bus import Event, EventBus
 from workflow_engine.ids import new_id
 from workflow_engine.storage.writer import ExecutionWriter, StepWrite, WriteOp
@@ -104,15 +102,15 @@ class Journal:
     async def _submit(self, op: WriteOp) -> datetime | None:
         """Submit, trying again while the database is briefly unreachable (a restart). Gives up
         after `retry_for_s` (half a lease: before another worker could take the execution
-        over). A refused duplicate (IntegrityError: a write whose success went unacknowledged
-        is there already) is not retried: the delivery ends, and the execution resumes from
+        over). A refused duplicate (a write whose success went unacknowledged is there already)
+        or a refused value is not retried: the delivery ends, and the execution resumes from
         what is stored."""
         deadline = time.monotonic() + self.retry_for_s
         delay = 0.1
         while True:
             try:
                 return await self.writer.submit(op)
-            except (LeaseLost, IntegrityError):
+            except (LeaseLost, DuplicateKey, RefusedValue):
                 raise
             except Exception as exc:
                 if time.monotonic() + delay > deadline:

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from workflow_engine.domain.definition import WorkflowDefinition
 from workflow_engine.storage import executions as ex_store
-from workflow_engine.storage.tables import executions, workflows
+from workflow_engine.storage import ratelimits as store
+from workflow_engine.storage.db import Connection
 
 CONCURRENCY_RETRY_MS = 500
 WINDOW = timedelta(minutes=1)
@@ -25,36 +23,19 @@ def has_limits(definition: WorkflowDefinition) -> bool:
     return bool(definition.rateLimitMaxConcurrent or definition.rateLimitPerMinute)
 
 
-async def wait_needed_ms(
-    conn: AsyncConnection, workflow_id: str, definition: WorkflowDefinition
-) -> int:
+async def wait_needed_ms(conn: Connection, workflow_id: str, definition: WorkflowDefinition) -> int:
     """0 if the execution just claimed (and counted) in this transaction may start, else how long
     to wait before asking again."""
-    lock = select(workflows.c.id).where(workflows.c.id == workflow_id)
-    if conn.dialect.name == "postgresql":
-        lock = lock.with_for_update()
-    await conn.execute(lock)
-    if definition.rateLimitMaxConcurrent:
-        running = await conn.scalar(
-            select(func.count())
-            .select_from(executions)
-            .where(executions.c.workflow_id == workflow_id, executions.c.status == ex_store.RUNNING)
-        )
-        if (running or 0) > definition.rateLimitMaxConcurrent:
-            return CONCURRENCY_RETRY_MS
+    await store.lock_workflow(conn, workflow_id)
+    limit = definition.rateLimitMaxConcurrent
+    if limit and await store.running_count(conn, workflow_id) > limit:
+        return CONCURRENCY_RETRY_MS
     if definition.rateLimitPerMinute:
-        since = ex_store.now() - WINDOW
-        recent = (
-            (
-                await conn.execute(
-                    select(executions.c.started_at)
-                    .where(executions.c.workflow_id == workflow_id, executions.c.started_at > since)
-                    .order_by(executions.c.started_at.desc())
-                    .limit(definition.rateLimitPerMinute + 1)
-                )
-            )
-            .scalars()
-            .all()
+        recent = await store.recent_starts(
+            conn,
+            workflow_id,
+            since=ex_store.now() - WINDOW,
+            limit=definition.rateLimitPerMinute + 1,
         )
         # The execution being claimed is among them: over the limit if there are N others.
         if len(recent) > definition.rateLimitPerMinute:

@@ -1,7 +1,7 @@
-"""In-process cron for schedule triggers (embedded mode).
+"""In-process cron for schedule triggers: the embedded mode's `Schedules`.
 
-Each slot starts at most one execution, even across restarts: the execution's idempotency key is
-`schedule:{triggerId}:{slot}`. Slots missed while the engine was down are not made up.
+Each slot starts at most one execution, even across restarts (`EngineService.fire_schedule`).
+Slots missed while the engine was down are not made up.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from workflow_engine.domain.definition import next_fire_time
+from workflow_engine.engine.schedules import Schedules
 from workflow_engine.engine.service import EngineService
 from workflow_engine.storage import executions as ex_store
 from workflow_engine.storage import workflows as wf_store
@@ -19,7 +20,7 @@ from workflow_engine.storage import workflows as wf_store
 log = logging.getLogger(__name__)
 
 
-class Scheduler:
+class Scheduler(Schedules):
     def __init__(self, service: EngineService, *, tick_s: float = 0.5) -> None:
         self.service = service
         self.tick_s = tick_s
@@ -27,8 +28,8 @@ class Scheduler:
         self._reload = asyncio.Event()
         self._reload.set()
 
-    def changed(self) -> None:
-        """Triggers were added, changed or removed: read them again."""
+    async def sync(self) -> None:
+        """Triggers were added, changed or removed: read them again at the next tick."""
         self._reload.set()
 
     async def _load(self) -> None:
@@ -56,13 +57,9 @@ class Scheduler:
         for trigger_id, (slot, config) in list(self._next.items()):
             if slot > now:
                 continue
-            key = f"schedule:{trigger_id}:{slot.isoformat()}"
             try:
-                started = await self.service.execute(
-                    config["workflow_id"],
-                    config.get("input") or {},
-                    idempotency_key=key,
-                    trigger_id=trigger_id,
+                started = await self.service.fire_schedule(
+                    trigger_id, config["workflow_id"], config.get("input") or {}, slot
                 )
                 # A slot that already has its execution (restart, second scheduler) starts none.
                 if started.created:
@@ -73,7 +70,7 @@ class Scheduler:
             self._next[trigger_id] = (following, config)
         return fired
 
-    async def run_forever(self) -> None:
+    async def run(self) -> None:
         while True:
             try:
                 await self.fire_due()

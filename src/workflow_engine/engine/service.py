@@ -10,30 +10,29 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy.engine import RowMapping
-from sqlalchemy.exc import (
-    DBAPIError,
-    IntegrityError,
-    InterfaceError,
-    OperationalError,
-    StatementError,
-)
 
 from workflow_engine.batching import Batcher
 from workflow_engine.domain.definition import TriggerDefinition, WorkflowDefinition
 from workflow_engine.domain.status import RERUNNABLE, ExecutionStatus
 from workflow_engine.engine.attempts import validation_message
 from workflow_engine.engine.cancel import CancelSignals
-from workflow_engine.errors import Conflict, InvalidDefinition, NotFound
+from workflow_engine.errors import (
+    Conflict,
+    DuplicateKey,
+    InvalidDefinition,
+    NotFound,
+    RefusedValue,
+)
 from workflow_engine.queue.base import JobQueue
 from workflow_engine.steps.map import MapConfig
 from workflow_engine.steps.registry import StepRegistry
 from workflow_engine.storage import executions as ex_store
 from workflow_engine.storage import workflows as wf_store
-from workflow_engine.storage.db import Database
+from workflow_engine.storage.db import Database, Row
 
 log = logging.getLogger(__name__)
 ENQUEUE_TIMEOUT_S = 3.0
@@ -50,16 +49,12 @@ class _Request:
 
 def _refused_values(exc: Exception) -> bool:
     """The database refused a value (one request's input may be at fault), as opposed to a
-    lost connection, after which the INSERT may have been made."""
-    if isinstance(exc, (OperationalError, InterfaceError)):
-        return False
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return False
-    return isinstance(exc, (StatementError, ValueError, TypeError))
+    lost connection (StorageUnavailable), after which the INSERT may have been made."""
+    return isinstance(exc, (RefusedValue, DuplicateKey, ValueError, TypeError))
 
 
 def _new_execution(
-    request: _Request, workflow: RowMapping | NotFound
+    request: _Request, workflow: Row | NotFound
 ) -> ex_store.NewExecution | Exception:
     if isinstance(workflow, NotFound):
         return NotFound(str(workflow))  # one per caller: a raised exception keeps a traceback
@@ -231,9 +226,8 @@ class EngineService:
                 return Started(existing["id"], existing["status"], created=False)
             new = dataclasses.replace(new, idempotency_key=idempotency_key)
             try:
-                async with conn.begin_nested():
-                    execution_id = await ex_store.insert_execution(conn, new)
-            except IntegrityError:
+                execution_id = await ex_store.insert_keyed_execution(conn, new)
+            except DuplicateKey:
                 # The same key raced in from another request: answer with that execution.
                 existing = await ex_store.find_by_idempotency_key(
                     conn, workflow["id"], idempotency_key
@@ -250,7 +244,7 @@ class EngineService:
         one INSERT (needing no transaction around it: a workflow archived meanwhile is caught
         by the dispatcher, as it would be inside one)."""
         async with self.db.autocommit() as conn:
-            workflows: dict[str, RowMapping | NotFound] = {}
+            workflows: dict[str, Row | NotFound] = {}
             for ref in {request.workflow for request in requests}:
                 try:
                     workflows[ref] = await wf_store.get_workflow(conn, ref)
@@ -273,6 +267,19 @@ class EngineService:
             raise Conflict("the trigger is disabled")
         return await self.execute(
             trigger["workflow_id"], input, idempotency_key=idempotency_key, trigger_id=trigger_id
+        )
+
+    async def fire_schedule(
+        self, trigger_id: str, workflow_id: str, input: Any, slot: datetime
+    ) -> Started:
+        """Start the execution of a schedule trigger's `slot`, once however often it is fired
+        (a restart, a second scheduler, a job delivered again): its idempotency key is
+        `schedule:{triggerId}:{slot}`."""
+        return await self.execute(
+            workflow_id,
+            input,
+            idempotency_key=f"schedule:{trigger_id}:{slot.isoformat()}",
+            trigger_id=trigger_id,
         )
 
     async def cancel(self, execution_id: str) -> str:

@@ -5,12 +5,10 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from workflow_engine.domain.definition import WorkflowDefinition
 from workflow_engine.domain.graph import StepGraph
 from workflow_engine.storage import workflows as wf_store
-from workflow_engine.storage.db import Database
+from workflow_engine.storage.db import Connection, Database
 
 
 @dataclass(frozen=True)
@@ -36,7 +34,7 @@ class VersionCache:
         self._size = size
         self._items: OrderedDict[str, LoadedVersion] = OrderedDict()
 
-    async def get(self, version_id: str, *, conn: AsyncConnection | None = None) -> LoadedVersion:
+    async def get(self, version_id: str, *, conn: Connection | None = None) -> LoadedVersion:
         """The version, from memory or loaded (through `conn` when given)."""
         cached = self._items.get(version_id)
         if cached is not None:

@@ -5,20 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime
-
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.batching import Batcher
 from workflow_engine.engine import ratelimit
 from workflow_engine.engine.executor import Executor
-from workflow_engine.engine.service import EngineService
-from workflow_engine.errors import Conflict, Delay, NotFound
+from workflow_engine.errors import Delay, NotFound
 from workflow_engine.ids import worker_id
 from workflow_engine.queue.base import Job, JobQueue
-from workflow_engine.redis_support.schedules import slot_of
 from workflow_engine.storage import executions as ex_store
-from workflow_engine.storage.db import Database
+from workflow_engine.storage.db import Connection, Database
 
 log = logging.getLogger(__name__)
 VERSION_KEY = "workflowVersionId"
@@ -26,18 +21,11 @@ VERSION_KEY = "workflowVersionId"
 
 
 class Dispatcher:
-    """`workflow-dispatch` handler: the execution must exist, be pending and its workflow live.
+    """`workflow-dispatch` handler: the execution must exist, be pending and its workflow live."""
 
-    A job a schedule fired (data `triggerId`, no execution yet) first creates its execution, once
-    per slot: the idempotency key is `schedule:{triggerId}:{slot}`.
-    """
-
-    def __init__(
-        self, db: Database, execution_queue: JobQueue, service: EngineService | None = None
-    ) -> None:
+    def __init__(self, db: Database, execution_queue: JobQueue) -> None:
         self.db = db
         self.execution_queue = execution_queue
-        self.service = service
         self._states = Batcher(self._read_states, name="dispatch reads")
 
     async def _read_states(self, ids: list[str]) -> list[ex_store.DispatchState | None]:
@@ -46,9 +34,6 @@ class Dispatcher:
         return [found.get(execution_id) for execution_id in ids]
 
     async def __call__(self, job: Job) -> None:
-        if "triggerId" in job.data:
-            await self._fire_schedule(job)
-            return
         state = await self._states(job.id)
         if state is None:
             log.warning("dispatch %s: no such execution; dropped", job.id)
@@ -63,23 +48,6 @@ class Dispatcher:
             return
         # The version (immutable) rides along so the runner knows its rate limits before claiming.
         await self.execution_queue.add(job.id, {VERSION_KEY: state.workflow_version_id})
-
-    async def _fire_schedule(self, job: Job) -> None:
-        if self.service is None:
-            raise RuntimeError("this dispatcher cannot start scheduled executions")
-        slot_ms = slot_of(job.id)
-        slot = (
-            datetime.fromtimestamp(slot_ms / 1000, UTC) if slot_ms is not None else ex_store.now()
-        )
-        try:
-            await self.service.execute(
-                job.data["workflowId"],
-                job.data.get("input") or {},
-                idempotency_key=f"schedule:{job.data['triggerId']}:{slot.isoformat()}",
-                trigger_id=job.data["triggerId"],
-            )
-        except (NotFound, Conflict) as exc:
-            log.warning("schedule %s skipped: %s", job.data["triggerId"], exc)
 
 
 class ExecutionRunner:
@@ -160,7 +128,7 @@ class ExecutionRunner:
         return not ratelimit.has_limits(version.definition)
 
     async def _refuse(
-        self, conn: AsyncConnection, execution_id: str, claim: ex_store.Claim | None
+        self, conn: Connection, execution_id: str, claim: ex_store.Claim | None
     ) -> None:
         if claim is None:
             # Finished, cancelled, unknown, or owned by a live worker. A cancelled one whose

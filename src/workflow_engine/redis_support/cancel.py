@@ -10,9 +10,12 @@ CHANNEL = f"{KEY_PREFIX}:cancel"
 
 
 class RedisCancelSignals(LocalCancelSignals):
-    def __init__(self, url: str) -> None:
+    """Requests published on `channel`; once `start_listening` was called, the requests of
+    every process (this one included) reach this process's watchers."""
+
+    def __init__(self, url: str, *, channel: str = CHANNEL) -> None:
         super().__init__()
-        self._channel = Channel(url, CHANNEL)
+        self._channel = Channel(url, channel)
 
     async def request(self, execution_id: str) -> None:
         self.deliver(execution_id)

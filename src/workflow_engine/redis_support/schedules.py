@@ -1,16 +1,25 @@
-"""Schedule triggers as BullMQ job schedulers on the dispatch queue.
+"""Schedule triggers as BullMQ job schedulers on the dispatch queue: the distributed mode's
+`Schedules`.
 
 `sync()` makes Redis match the database: one scheduler `schedule:{triggerId}` per enabled schedule
-trigger of a live workflow, none other. It is idempotent; run at worker start and after every
-trigger change made through the API. BullMQ keeps one job per slot, so a slot fires once however
-many workers run; the dispatcher also starts the slot's execution under an idempotency key.
+trigger of a live workflow, none other. It is idempotent; run at worker start, after every
+trigger change made through the API, and on the reconciler's passes. BullMQ keeps one job per
+slot, so a slot fires once however many workers run; the job reaches the dispatch workers, and
+`dispatch_handler` hands it to `EngineService.fire_schedule`, which also starts the slot's
+execution once only.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
+from workflow_engine.engine.schedules import Schedules
+from workflow_engine.engine.service import EngineService
+from workflow_engine.errors import Conflict, NotFound
+from workflow_engine.queue.base import Handler, Job
 from workflow_engine.queue.bullmq import BullMQQueue
+from workflow_engine.storage import executions as ex_store
 from workflow_engine.storage import workflows as wf_store
 from workflow_engine.storage.db import Database
 
@@ -30,13 +39,48 @@ def slot_of(job_id: str) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
-class BullScheduleSync:
-    def __init__(self, db: Database, dispatch_queue: BullMQQueue) -> None:
+def is_schedule_job(job: Job) -> bool:
+    """A job one of our schedulers fired (its data names the trigger), not a dispatch job."""
+    return "triggerId" in job.data
+
+
+class BullSchedules(Schedules):
+    def __init__(self, db: Database, dispatch_queue: BullMQQueue, service: EngineService) -> None:
         self.db = db
         self.queue = dispatch_queue
+        self.service = service
 
-    async def sync(self) -> int:
-        """Upsert a scheduler per enabled schedule trigger, remove the rest; returns how many.
+    def dispatch_handler(self, dispatch: Handler) -> Handler:
+        """The dispatch queue's handler: scheduler jobs start their slot's execution, every
+        other job goes to `dispatch`."""
+
+        async def handle(job: Job) -> None:
+            if is_schedule_job(job):
+                await self.fire(job)
+            else:
+                await dispatch(job)
+
+        return handle
+
+    async def fire(self, job: Job) -> None:
+        """Start the execution of the slot a scheduler job stands for."""
+        slot_ms = slot_of(job.id)
+        slot = (
+            datetime.fromtimestamp(slot_ms / 1000, UTC) if slot_ms is not None else ex_store.now()
+        )
+        trigger_id = job.data["triggerId"]
+        try:
+            await self.service.fire_schedule(
+                trigger_id, job.data["workflowId"], job.data.get("input") or {}, slot
+            )
+        except (NotFound, Conflict) as exc:
+            log.warning("schedule %s skipped: %s", trigger_id, exc)
+
+    async def run(self) -> None:
+        """Nothing to run here: Redis fires the schedulers' jobs."""
+
+    async def sync(self) -> None:
+        """Upsert a scheduler per enabled schedule trigger, remove the rest.
 
         Schedulers already registered with the same cron, timezone and data are left alone, so a
         periodic sync (it also brings schedules back after Redis lost them) costs one read.
@@ -77,4 +121,3 @@ class BullScheduleSync:
         for key in existing:
             if key.startswith(SCHEDULER_PREFIX) and key not in wanted:
                 await bull.removeJobScheduler(key)
-        return len(wanted)

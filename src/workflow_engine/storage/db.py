@@ -1,21 +1,41 @@
-"""Database connections: URL normalisation, SQLite pragmas, read and write transactions."""
+"""Database connections: URL normalisation, SQLite pragmas, read and write transactions, and
+the translation of database errors into the engine's own (`errors.StorageError`)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
-from sqlalchemy import event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, RowMapping, make_url
+from sqlalchemy.exc import (
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    StatementError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from workflow_engine import fastjson
-from workflow_engine.errors import ConfigurationError
+from workflow_engine.errors import (
+    ConfigurationError,
+    DuplicateKey,
+    RefusedValue,
+    StorageError,
+    StorageUnavailable,
+)
 from workflow_engine.storage import sqlite_inline
+
+Connection: TypeAlias = AsyncConnection
+"""What storage functions take: a connection from `Database.read`, `write` or `autocommit`."""
+Row: TypeAlias = RowMapping
+"""A row as storage functions return it: its values by column name."""
 
 
 def async_url(raw: str) -> tuple[URL, dict[str, Any]]:
@@ -99,14 +119,19 @@ class Database:
     def dialect(self) -> str:
         return self.url.get_backend_name()
 
+    # Each kind of connection raises the engine's StorageError subclasses, not SQLAlchemy's or
+    # a driver's errors (see `storage_error`); anything else the caller's block raises goes
+    # through as it is.
+
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        if self._autocommit_engine is not None:
-            async with self._autocommit_engine.connect() as conn:
+        with translated_errors():
+            if self._autocommit_engine is not None:
+                async with self._autocommit_engine.connect() as conn:
+                    yield conn
+                return
+            async with self.engine.connect() as conn, conn.begin():
                 yield conn
-            return
-        async with self.engine.connect() as conn, conn.begin():
-            yield conn
 
     @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[AsyncConnection]:
@@ -117,22 +142,99 @@ class Database:
             async with self.write() as conn:
                 yield conn
             return
-        async with self._autocommit_engine.connect() as conn:
-            yield conn
+        with translated_errors():
+            async with self._autocommit_engine.connect() as conn:
+                yield conn
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        if self._write_lock is None:
-            async with self.engine.begin() as conn:
-                yield conn
-            return
-        async with self._write_lock, self.engine.connect() as conn:
-            await conn.execution_options(sqlite_immediate=True)
-            async with conn.begin():
-                yield conn
+        with translated_errors():
+            if self._write_lock is None:
+                async with self.engine.begin() as conn:
+                    yield conn
+                return
+            async with self._write_lock, self.engine.connect() as conn:
+                await conn.execution_options(sqlite_immediate=True)
+                async with conn.begin():
+                    yield conn
+
+    async def ping(self) -> None:
+        """One round trip to the database; raises if it cannot be reached."""
+        async with self.read() as conn:
+            await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
+"""PostgreSQL's connection exceptions, insufficient resources (too many connections, disk
+full) and operator intervention (shutting down, statement timeout)."""
+UNIQUE_VIOLATION = "23505"
+SQLITE_UNIQUE = ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY")
+
+
+def storage_error(exc: BaseException) -> StorageError | None:
+    """The engine's error for a database or driver error; None for any other exception.
+
+    Lost or refused connections and timeouts are `StorageUnavailable`: a statement sent may or
+    may not have been made, and trying again later may succeed. A unique violation is
+    `DuplicateKey`. Every other error about a statement (a value or a row the database
+    refused: a NUL character, a number out of range, another constraint) is `RefusedValue`:
+    the statement was not made, and the same values would be refused again.
+    """
+    if isinstance(exc, StorageError) or not isinstance(exc, Exception):
+        return None
+    detail = exc.orig if isinstance(exc, DBAPIError) else exc
+    if _unavailable(exc):
+        return StorageUnavailable(_message(StorageUnavailable, detail))
+    if isinstance(exc, IntegrityError) and _unique_violation(exc):
+        return DuplicateKey(_message(DuplicateKey, detail))
+    if isinstance(exc, StatementError):
+        return RefusedValue(_message(RefusedValue, detail))
+    return None
+
+
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    """Raise what `storage_error` makes of a database error from the block, from it."""
+    try:
+        yield
+    except Exception as exc:
+        error = storage_error(exc)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def _unavailable(exc: Exception) -> bool:
+    # OSError and TimeoutError: connecting failed (refused, unreachable), or asyncpg's
+    # command_timeout ran out; neither is wrapped by SQLAlchemy. PoolTimeout: no connection
+    # came free in time.
+    if isinstance(exc, (OperationalError, InterfaceError, PoolTimeout, OSError, TimeoutError)):
+        return True
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or _sqlstate(exc)[:2] in UNAVAILABLE_SQLSTATE_CLASSES
+    return False
+
+
+def _unique_violation(exc: IntegrityError) -> bool:
+    if _sqlstate(exc) == UNIQUE_VIOLATION:
+        return True
+    return getattr(exc.orig, "sqlite_errorname", None) in SQLITE_UNIQUE
+
+
+def _sqlstate(exc: DBAPIError) -> str:
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return code if isinstance(code, str) else ""
+
+
+def _message(kind: type[StorageError], detail: object) -> str:
+    default = (kind.__doc__ or "").strip().rstrip(".")
+    said = str(detail).strip()
+    return f"{default}: {said}" if said else default
 
 
 def _install_sqlite_hooks(engine: AsyncEngine) -> None:

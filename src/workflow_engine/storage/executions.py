@@ -21,6 +21,7 @@ from sqlalchemy.sql.selectable import Select
 from workflow_engine.domain.status import ExecutionStatus
 from workflow_engine.errors import NotFound
 from workflow_engine.ids import new_id
+from workflow_engine.storage.db import translated_errors
 from workflow_engine.storage.filters import one_of
 from workflow_engine.storage.pagination import Cursor, keyset_before
 from workflow_engine.storage.tables import (
@@ -56,9 +57,18 @@ class NewExecution:
 
 
 async def insert_execution(conn: AsyncConnection, new: NewExecution) -> str:
-    """Insert a `pending` execution; raises IntegrityError on a repeated idempotency key."""
+    """Insert a `pending` execution (with an idempotency key: `insert_keyed_execution`)."""
     (execution_id,) = await insert_executions(conn, [new])
     return execution_id
+
+
+async def insert_keyed_execution(conn: AsyncConnection, new: NewExecution) -> str:
+    """Insert a `pending` execution with an idempotency key, in a savepoint: when another
+    execution of the workflow took the key first, raises DuplicateKey and the transaction
+    goes on without this INSERT."""
+    with translated_errors():
+        async with conn.begin_nested():
+            return await insert_execution(conn, new)
 
 
 async def insert_executions(conn: AsyncConnection, news: list[NewExecution]) -> list[str]:

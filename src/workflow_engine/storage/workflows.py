@@ -45,6 +45,19 @@ async def list_workflows(
     return list((await conn.execute(query)).mappings())
 
 
+async def workflow_names(conn: AsyncConnection, ids: set[str] | None = None) -> dict[str, str]:
+    """{id: name} of the workflows `ids` (archived ones too), or of every live workflow by
+    name when `ids` is None."""
+    query = select(workflows.c.id, workflows.c.name)
+    if ids is not None:
+        if not ids:
+            return {}
+        query = query.where(workflows.c.id.in_(ids))
+    else:
+        query = query.where(workflows.c.archived_at.is_(None)).order_by(workflows.c.name)
+    return {row.id: row.name for row in await conn.execute(query)}
+
+
 async def create_workflow(conn: AsyncConnection, definition: WorkflowDefinition) -> str:
     """Insert a workflow with its version 1; returns the workflow id. 409 on a taken name."""
     now = _now()

@@ -8,6 +8,9 @@ durable before its execution goes on, but N executions share one commit instead 
 Fencing stays per execution: one statement renews the leases of every execution in the batch
 whose fencing token still matches; the writes of the others are dropped and their callers get
 `LeaseLost`.
+
+A write the database failed raises, like every storage error, `StorageUnavailable` (try again),
+`DuplicateKey` (a row it inserts is there already) or `RefusedValue`.
 """
 
 from __future__ import annotations

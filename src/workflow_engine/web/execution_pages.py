@@ -8,15 +8,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.api.deps import EngineDep
 from workflow_engine.errors import NotFound
 from workflow_engine.storage import executions as ex_store
 from workflow_engine.storage import workflows as wf_store
 from workflow_engine.storage.pagination import Cursor
-from workflow_engine.storage.tables import workflows
 from workflow_engine.web.render import STATUSES, page, require_login
 
 router = APIRouter(include_in_schema=False)
@@ -29,17 +26,6 @@ PERIODS = {
     "7d": ("Last 7 days", timedelta(days=7)),
     "": ("Any time", None),
 }
-
-
-async def workflow_names(conn: AsyncConnection, ids: set[str] | None = None) -> dict[str, str]:
-    query = select(workflows.c.id, workflows.c.name)
-    if ids is not None:
-        if not ids:
-            return {}
-        query = query.where(workflows.c.id.in_(ids))
-    else:
-        query = query.where(workflows.c.archived_at.is_(None)).order_by(workflows.c.name)
-    return {row.id: row.name for row in await conn.execute(query)}
 
 
 @router.get("/monitoring")
@@ -61,7 +47,7 @@ async def monitoring_page(
     except ValueError:
         after = None
     async with engine.db.read() as conn:
-        choices = await workflow_names(conn)
+        choices = await wf_store.workflow_names(conn)
         workflow_id: str | None = None
         if workflow:
             try:
@@ -83,7 +69,7 @@ async def monitoring_page(
         )
         # Only archived workflows are missing from `choices` (none: no query).
         unnamed = {r["workflow_id"] for r in rows} - choices.keys()
-        names = {**choices, **await workflow_names(conn, unnamed)}
+        names = {**choices, **await wf_store.workflow_names(conn, unnamed)}
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     filters = {"workflow": workflow, "status": status, "period": period}
@@ -131,7 +117,7 @@ async def execution_page(
         steps = {s["step_key"]: s for s in await ex_store.list_steps(conn, execution_id)}
         logs = await ex_store.list_logs(conn, execution_id)
         version = await wf_store.get_version(conn, version_id=row["workflow_version_id"])
-        names = await workflow_names(conn, {row["workflow_id"]})
+        names = await wf_store.workflow_names(conn, {row["workflow_id"]})
     timeline = _timeline(version["definition"], steps)
     return page(
         request,

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from workflow_engine.api.deps import EngineDep
 from workflow_engine.api.errors import describe
 from workflow_engine.domain.definition import WorkflowDefinition
-from workflow_engine.errors import NotFound, WorkflowEngineError
+from workflow_engine.errors import NotFound, StorageError, WorkflowEngineError
 from workflow_engine.storage import executions as ex_store
 from workflow_engine.storage import workflows as wf_store
 from workflow_engine.web.render import page, require_login
@@ -134,6 +134,8 @@ async def save_document(engine: EngineDep, body: EditorRequest) -> Response:
             saved = await engine.service.update_workflow(body.workflowId, definition)
         else:
             saved = await engine.service.create_workflow(definition)
+    except StorageError:
+        raise  # not the document's fault: a 503 (api/errors.py), as for every request
     except WorkflowEngineError as exc:
         return JSONResponse({"ok": False, "errors": [_problem(exc.message)]}, status_code=422)
     return JSONResponse({"ok": True, "id": saved, "url": f"/workflows/{saved}"})

@@ -6,7 +6,6 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from workflow_engine.api.deps import EngineDep
 
@@ -17,8 +16,7 @@ router = APIRouter(prefix="/api", tags=["system"])
 async def health(engine: EngineDep) -> Any:
     """Open without a token: for load balancers and `make run` users."""
     try:
-        async with engine.db.read() as conn:
-            await conn.execute(text("SELECT 1"))
+        await engine.db.ping()
         database = "ok"
     except Exception as exc:
         return JSONResponse({"status": "error", "database": str(exc)}, status_code=503)

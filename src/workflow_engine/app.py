@@ -1,4 +1,5 @@
-"""The ASGI application: REST API, Socket.io (`/api/socket`) and the monitoring UI."""
+"""The ASGI application: the REST API (`api/`), Socket.io (`/api/socket`) and the monitoring UI
+(`web/`), assembled here so that neither package needs to know the other's place in it."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from workflow_engine.api.middleware import ApiGuard
 from workflow_engine.api.realtime import Realtime, SocketMount
 from workflow_engine.api.routes import executions, step_types, system, workflows
 from workflow_engine.domain.definition import WorkflowDefinition
-from workflow_engine.errors import ConfigurationError, WorkflowEngineError
+from workflow_engine.errors import ConfigurationError, StorageError, WorkflowEngineError
 from workflow_engine.settings import Settings
 from workflow_engine.steps.registry import StepRegistry
 from workflow_engine.web import auth_pages, execution_pages, render, workflow_pages
@@ -49,6 +50,8 @@ def create_app(
             try:
                 definition = WorkflowDefinition.model_validate(document)
                 await engine.service.apply_workflow(definition)
+            except StorageError:
+                raise  # not the file's fault
             except (ValidationError, WorkflowEngineError) as exc:
                 await engine.stop(grace_s=0)
                 await realtime.stop()
