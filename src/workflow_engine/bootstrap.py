@@ -186,7 +186,9 @@ async def build(settings: Settings, *, registry: StepRegistry | None = None) -> 
         http=make_http_client(settings.http_allowlist, timeout_s=settings.http_timeout_ms / 1000),
         secrets=Secrets.from_environ(settings.secrets_prefix),
         config=ExecutorConfig(
-            lease_ms=settings.lease_ms, execution_timeout_ms=settings.execution_timeout_ms
+            lease_ms=settings.lease_ms,
+            execution_timeout_ms=settings.execution_timeout_ms,
+            retry_jitter=settings.retry_jitter,
         ),
     )
     schedules: Schedules | None = None  # made below: it needs the service, which tells it

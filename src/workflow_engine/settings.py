@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     reconcile_interval_ms: int = Field(default=5_000, ge=100)
     max_deliveries: int = Field(default=5, ge=1, description="Claims before an execution is failed")
     shutdown_grace_ms: int = Field(default=30_000, ge=0)
+    retry_jitter: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Random share added to each retry delay (0.1: up to +10%), so executions "
+        "failing together do not retry in lockstep",
+    )
 
     http_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
     http_timeout_ms: int = Field(default=30_000, ge=1)

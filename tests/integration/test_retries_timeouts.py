@@ -28,7 +28,8 @@ def gaps(times: list[float]) -> list[float]:
 async def test_flaky_step_retries_with_doubling_backoff(
     db_url: str, start_engine: StartEngine, target: Target
 ) -> None:
-    running = await start(start_engine, db_url)
+    # Without jitter (RETRY_JITTER=0) the delays are exactly backoff * 2^(n-1).
+    running = await start(start_engine, db_url, retry_jitter=0)
     await running.create_workflow(
         {
             "name": "flaky",
@@ -227,3 +228,33 @@ async def test_workflow_timeout_fails_the_execution(
     assert "timed out" in body["steps"][1]["error"]
     assert 300 <= body["durationMs"] < 2000
     assert target.hits("count/after") == []
+
+
+async def test_executions_failing_together_do_not_retry_in_lockstep(
+    db_url: str, start_engine: StartEngine, target: Target
+) -> None:
+    running = await start(start_engine, db_url, execution_concurrency=10)
+    await running.create_workflow(
+        {
+            "name": "herd",
+            "retryMaxAttempts": 2,
+            "retryBackoffMs": 1000,
+            "steps": [
+                {
+                    "key": "call",
+                    "type": "http",
+                    "config": {"url": target.url + "/flaky/{{ input.n }}?fail=1"},
+                }
+            ],
+        }
+    )
+    ids = [await running.execute("herd", {"n": n}) for n in range(10)]
+    delays = []
+    for execution_id in ids:
+        body = await running.wait(execution_id, timeout=30)
+        assert body["status"] == "completed"
+        [retrying] = [e for e in body["logs"] if "retrying in" in e["message"]]
+        delays.append(retrying["metadata"]["nextDelayMs"])
+    # Each waits the backoff plus up to 10% (RETRY_JITTER), not all the same time.
+    assert all(1000 <= delay <= 1100 for delay in delays), delays
+    assert len(set(delays)) > 1, delays

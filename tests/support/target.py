@@ -18,7 +18,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -30,6 +30,7 @@ class Hit:
     path: str
     idempotency_key: str | None
     at: float
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class _Server(ThreadingHTTPServer):
@@ -71,7 +72,13 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             hits = self.server.hits[f"{route}/{name}" if name else route]
             hits.append(
-                Hit(self.command, url.path, self.headers.get("Idempotency-Key"), time.time())
+                Hit(
+                    self.command,
+                    url.path,
+                    self.headers.get("Idempotency-Key"),
+                    time.time(),
+                    dict(self.headers.items()),
+                )
             )
             count = len(hits)
         if route == "echo":

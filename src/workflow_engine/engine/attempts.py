@@ -75,7 +75,7 @@ class StepRunner:
     async def run(self, spec: StepSpec, state: cp.StepState, at: Attempt) -> Outcome:
         condition_error: StepError | None = None
         try:
-            should_run = templates.render_condition(spec.if_, at.context)
+            should_run = await templates.render_condition_async(spec.if_, at.context)
         except StepError as exc:
             should_run, condition_error = True, exc
         if not should_run:
@@ -88,11 +88,13 @@ class StepRunner:
                     raise condition_error
                 if at.halt.is_set:
                     raise StepStopped()
-                config, stored_input = self.render_config(spec.config, at.context)
-                stored_input = jsonable(stored_input)
                 step_type = self.registry.get(spec.type)
                 if step_type is None:
                     raise NonRetryableStepError(f"unknown step type {spec.type!r}")
+                config, stored_input = await self.render_config(
+                    spec.config, at.context, step_type.secret_fields
+                )
+                stored_input = jsonable(stored_input)
                 try:
                     parsed = step_type.validate_config(config)
                 except ValidationError as exc:
@@ -112,6 +114,7 @@ class StepRunner:
                 output = await stoppable(
                     at.halt, _timed(step_type.run(parsed, ctx), spec.timeoutMs)
                 )
+                stored_output = self.secrets.redact(jsonable(output))
             except (StepStopped, LeaseLost, asyncio.CancelledError):
                 raise
             except Exception as exc:
@@ -134,14 +137,22 @@ class StepRunner:
                 await stoppable(at.halt, asyncio.sleep(decision.delay_ms / 1000))
                 state.attempt += 1
                 continue
-            return Completed(self.secrets.redact(jsonable(output)))
+            return Completed(stored_output)
 
-    def render_config(self, config: dict[str, Any], context: dict[str, Any]) -> tuple[Any, Any]:
-        """The config to run with, and the one to store (secrets masked)."""
-        rendered = templates.render(config, context)
-        if "secrets" not in repr(config):
-            return rendered, rendered
-        return rendered, templates.render(config, {**context, "secrets": self.secrets.masked()})
+    async def render_config(
+        self, config: dict[str, Any], context: dict[str, Any], secret_fields: frozenset[str]
+    ) -> tuple[Any, Any]:
+        """The config to run with, and the one to store. Secrets render for real only in the
+        step type's `secret_fields`; everywhere else, and in what is stored, they are masked."""
+        stored = await templates.render_async(config, context)  # its `secrets` are masked
+        secret = [field for field in secret_fields if field in config]
+        if not secret or "secrets" not in repr([config[field] for field in secret]):
+            return stored, stored
+        real = {**context, "secrets": self.secrets.values()}
+        rendered = dict(stored)
+        for field in secret:
+            rendered[field] = await templates.render_async(config[field], real)
+        return rendered, stored
 
 
 async def _timed(awaitable: Awaitable[T], timeout_ms: int | None) -> T:

@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 class ExecutorConfig:
     lease_ms: int = 30_000
     execution_timeout_ms: int = 300_000
+    retry_jitter: float = 0.0
+    """Random share added to each retry delay (see RetryPolicy.jitter)."""
     owner: str = field(default_factory=worker_id)
     """Who claims the child executions this executor runs itself."""
 
@@ -198,7 +200,7 @@ class Executor:
             status, error = halt.status, halt.error
         else:
             try:
-                output = self._output(run)
+                output = await self._output(run)
             except StepError as exc:
                 status, error = ExecutionStatus.FAILED, f"Output template failed: {exc}"
         await run.journal.write(
@@ -302,6 +304,7 @@ class Executor:
                 backoff_ms=spec.retryBackoffMs
                 if spec.retryBackoffMs is not None
                 else definition.retryBackoffMs,
+                jitter=self.config.retry_jitter,
             ),
             context=context,
             count_retry=run.count_retry,
@@ -333,12 +336,12 @@ class Executor:
             if state.status == StepStatus.RUNNING:
                 run.journal.defer(cp.step_stopped(state, halt.reason or "Stopped"))
 
-    def _output(self, run: Run) -> Any:
+    async def _output(self, run: Run) -> Any:
         """The workflow's `output` template, else the output of the last step (in list order)
         that completed."""
         definition = run.version.definition
         if definition.output is not None:
-            return jsonable(templates.render(definition.output, self.context(run)))
+            return jsonable(await templates.render_async(definition.output, self.context(run)))
         graph = run.version.graph
         statuses = {key: status for key in graph.dependencies if (status := run.finished(key))}
         last = graph.last_completed(statuses)
@@ -363,7 +366,9 @@ class Executor:
                 "version": run.version.number,
                 "startedAt": run.started_at.isoformat(),
             },
-            "secrets": self.secrets.values(),
+            # Masked: the real values are rendered only into the fields of a step type that may
+            # hold them (StepRunner.render_config).
+            "secrets": self.secrets.masked(),
         }
 
     # --- lease ----------------------------------------------------------------------------------

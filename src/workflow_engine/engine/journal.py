@@ -22,7 +22,7 @@ from typing import Any
 
 from workflow_engine.domain.status import EventType, StepStatus
 from workflow_engine.engine.checkpoints import Checkpoint
-from workflow_engine.errors import DuplicateKey, LeaseLost, RefusedValue
+from workflow_engine.errors import DuplicateKey, LeaseLost, NonRetryableStepError, RefusedValue
 from workflow_engine.events.bus import Event, EventBus
 from workflow_engine.ids import new_id
 from workflow_engine.storage.writer import ExecutionWriter, StepWrite, WriteOp
@@ -223,13 +223,23 @@ async def _settled(op: WriteOp, timeout_s: float = 10.0) -> bool:
     return True
 
 
+MAX_INT_BITS = 13_000
+"""About 3,900 decimal digits: Python refuses to write longer integers as JSON text."""
+
+
 def jsonable(value: Any) -> Any:
-    """`value` as JSON both databases can store: PostgreSQL refuses NUL characters and NaN."""
+    """`value` as JSON both databases can store: PostgreSQL refuses NUL characters and NaN.
+    Raises NonRetryableStepError for what no database can store (an integer of thousands of
+    digits): the step that made it fails at once, rather than its writes failing."""
     if isinstance(value, str):
         return value.replace("\x00", "\ufffd")
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    if value is None or isinstance(value, int | float | bool):
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value.bit_length() > MAX_INT_BITS:
+            raise NonRetryableStepError("the value holds a number too large to store")
+        return value
+    if value is None or isinstance(value, float | bool):
         return value
     if isinstance(value, dict):
         return {jsonable(str(k)): jsonable(v) for k, v in value.items()}

@@ -42,11 +42,11 @@ class MapRunner:
         the caller's to write, as for any step."""
         context = self.executor.context(run)
         try:
-            if not templates.render_condition(step.if_, context):
+            if not await templates.render_condition_async(step.if_, context):
                 return Skipped("its condition is false")
             config = MapConfig.model_validate(step.config)
             rendered = MapItems.model_validate(
-                templates.render(
+                await templates.render_async(
                     {"items": config.items, "parallelism": config.parallelism}, context
                 )
             )

@@ -13,22 +13,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from workflow_engine.batching import Batcher
 from workflow_engine.domain.definition import TriggerDefinition, WorkflowDefinition
 from workflow_engine.domain.status import RERUNNABLE, ExecutionStatus
-from workflow_engine.engine.attempts import validation_message
 from workflow_engine.engine.cancel import CancelSignals
+from workflow_engine.engine.definition_checks import check_definition
 from workflow_engine.errors import (
     Conflict,
     DuplicateKey,
-    InvalidDefinition,
     NotFound,
     RefusedValue,
 )
 from workflow_engine.queue.base import JobQueue
-from workflow_engine.steps.map import MapConfig
 from workflow_engine.steps.registry import StepRegistry
 from workflow_engine.storage import executions as ex_store
 from workflow_engine.storage import workflows as wf_store
@@ -100,29 +96,8 @@ class EngineService:
     # --- workflows ------------------------------------------------------------------------------
 
     def check_definition(self, definition: WorkflowDefinition) -> None:
-        """Checks that need the engine (known step types, a map's inner step); raises
-        InvalidDefinition naming the step."""
-        known = ", ".join(self.registry.names())
-        for step in definition.steps:
-            if self.registry.get(step.type) is None:
-                raise InvalidDefinition(
-                    f"step {step.key!r}: unknown step type {step.type!r} (known: {known})"
-                )
-            if step.type != "map":
-                continue
-            try:
-                inner = MapConfig.model_validate(step.config).step
-            except ValidationError as exc:
-                raise InvalidDefinition(
-                    f"step {step.key!r}: {validation_message('map', exc)}"
-                ) from exc
-            if inner.type == "map":
-                raise InvalidDefinition(f"step {step.key!r}: a map step cannot map a map step")
-            if self.registry.get(inner.type) is None:
-                raise InvalidDefinition(
-                    f"step {step.key!r}: unknown step type {inner.type!r} in its inner step "
-                    f"(known: {known})"
-                )
+        """Checks that need the engine (engine/definition_checks.py); raises InvalidDefinition."""
+        check_definition(definition, self.registry)
 
     async def create_workflow(self, definition: WorkflowDefinition) -> str:
         self.check_definition(definition)

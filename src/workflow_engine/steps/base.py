@@ -48,6 +48,9 @@ class StepType(ABC):
 
     name: ClassVar[str]
     config_model: ClassVar[type[StepConfig]]
+    secret_fields: ClassVar[frozenset[str]] = frozenset()
+    """Top-level config fields whose templates may read `secrets` (an http step's `headers`).
+    Everywhere else `secrets` is refused when the workflow is saved, and renders masked."""
 
     def validate_config(self, config: dict[str, Any]) -> StepConfig:
         """Validate a rendered config; raises pydantic.ValidationError."""

@@ -87,6 +87,7 @@ class HttpStep(StepType):
 
     name: ClassVar[str] = "http"
     config_model: ClassVar[type[StepConfig]] = HttpConfig
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"headers"})
 
     async def run(self, config: Any, ctx: StepContext) -> Any:
         """Send the request, following redirects, and classify the final response."""
