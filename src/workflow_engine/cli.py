@@ -164,7 +164,10 @@ def migrate() -> None:
         finally:
             await db.dispose()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except ConfigurationError as exc:
+        _fail(str(exc), 2)
     typer.echo(
         f"[Workflow Engine] Database is up to date ({_redact(settings.resolved_database_url)})"
     )

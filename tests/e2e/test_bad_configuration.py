@@ -64,3 +64,11 @@ def test_invalid_workflow_file_given_to_apply(tmp_path: Path) -> None:
 def test_a_bad_setting_value(tmp_path: Path) -> None:
     code, _, stderr = _serve(tmp_path, {"LEASE_MS": "soon"})
     _assert_clear_failure(code, stderr, "lease_ms")
+
+
+def test_migrate_with_a_sqlite_folder_it_cannot_create_says_so(tmp_path: Path) -> None:
+    result = run_cli(["migrate"], tmp_path, {"DATABASE_URL": "sqlite:////proc/no-such/engine.db"})
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    assert "cannot create '/proc/no-such'" in result.stderr

@@ -6,6 +6,7 @@ import signal
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,3 +66,38 @@ def test_sigterm_during_a_step_lets_it_finish_then_exits_0(
     assert status == "completed", (status, steps)
     assert steps == {"wait": "completed", "after": "completed"}
     assert '"done": true' in output or '"done":true' in output
+
+
+def test_graceful_hand_backs_do_not_count_as_deliveries(start_serve: StartServe) -> None:
+    """Two stops past the grace period in the middle of one execution, with MAX_DELIVERIES=2:
+    each hands the execution back, none of them is a crash, and it still completes."""
+    env = {"SHUTDOWN_GRACE_MS": "0", "MAX_DELIVERIES": "2"}
+    document = {
+        "name": "handed-back",
+        "steps": [{"key": "wait", "type": "delay", "config": {"ms": 2500}}],
+    }
+    serve = start_serve(env)
+    with serve.client() as client:
+        assert client.post("/api/workflows", json=document).status_code == 201
+        execution_id = client.post("/api/workflows/handed-back/execute", json={}).json()[
+            "executionId"
+        ]
+    for handed_back in range(2):
+        with serve.client() as client:
+            # This serve runs it: its delivery has begun (the resumed line of the last hand-back).
+            deadline = time.monotonic() + 20
+            while _resumed(client.get(f"/api/executions/{execution_id}").json()) < handed_back:
+                assert time.monotonic() < deadline, "the execution was not picked up again"
+                time.sleep(0.05)
+            wait_execution(client, execution_id, timeout=15, statuses={"running"})
+            time.sleep(0.3)
+        assert serve.terminate(timeout=15) == 0
+        serve = start_serve(env)
+    with serve.client() as client:
+        body = wait_execution(client, execution_id, timeout=30)
+    assert body["status"] == "completed", body
+    assert _resumed(body) == 2
+
+
+def _resumed(body: dict[str, Any]) -> int:
+    return sum("resumed after an interruption" in e["message"] for e in body["logs"])

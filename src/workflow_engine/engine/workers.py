@@ -73,14 +73,14 @@ class ExecutionRunner:
             # No rate limit to check inside the claim: claims of concurrent jobs go together in
             # one UPDATE, without BEGIN/COMMIT.
             claim = await self._claim_shielded(job.id)
-            if claim is None or claim.token > self.max_deliveries:
+            if claim is None or claim.deliveries > self.max_deliveries:
                 async with self.db.autocommit() as conn:
                     await self._refuse(conn, job.id, claim)
                 return None
             return claim
         async with self.db.write() as conn:
             claim = await ex_store.claim(conn, job.id, owner=self.owner, lease_ms=self.lease_ms)
-            if claim is None or claim.token > self.max_deliveries:
+            if claim is None or claim.deliveries > self.max_deliveries:
                 await self._refuse(conn, job.id, claim)
                 return None
             if claim.first_start:
@@ -138,6 +138,6 @@ class ExecutionRunner:
         await ex_store.fail_unclaimable(
             conn,
             execution_id,
-            f"Execution was interrupted {claim.token - 1} times (its worker crashed or "
+            f"Execution was interrupted {claim.deliveries - 1} times (its worker crashed or "
             f"stalled); giving up after {self.max_deliveries} deliveries",
         )

@@ -63,7 +63,14 @@ def async_url(raw: str) -> tuple[URL, dict[str, Any]]:
     if backend == "sqlite":
         url = url.set(drivername="sqlite+aiosqlite")
         if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(url.database).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"cannot create {str(folder)!r}, the folder of the SQLite database in "
+                    f"DATABASE_URL/DATA_DIR: {exc.strerror or exc}"
+                ) from exc
         connect_args["timeout"] = 30  # seconds sqlite3 waits for another writer's lock
         return url, connect_args
     raise ConfigurationError(

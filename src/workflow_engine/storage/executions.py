@@ -254,10 +254,16 @@ class Claim:
     input: Any
     started_at: datetime
     rerun_of_id: str | None
+    handbacks: int = 0
 
     @property
     def first_start(self) -> bool:
         return self.token == 1
+
+    @property
+    def deliveries(self) -> int:
+        """Claims that were not graceful hand-backs (crashes, stalls, this one)."""
+        return self.token - self.handbacks
 
 
 async def claim(
@@ -299,6 +305,7 @@ def _claim_statement(dialect: str) -> ReturningUpdate[Any]:
             executions.c.input,
             executions.c.started_at,
             executions.c.rerun_of_id,
+            executions.c.handbacks,
         )
     )
 
@@ -324,6 +331,7 @@ async def claim_many(
             input=row.input,
             started_at=row.started_at,
             rerun_of_id=row.rerun_of_id,
+            handbacks=int(row.handbacks),
         )
         for row in rows
     }
@@ -331,7 +339,8 @@ async def claim_many(
 
 async def release_lease(conn: AsyncConnection, execution_id: str, token: int) -> None:
     """Give a running execution up (its worker is stopping): its lease ends now, so the
-    reconciler hands it to another worker on its next pass."""
+    reconciler hands it to another worker on its next pass. A hand-back is not a delivery
+    that went wrong: it does not count toward MAX_DELIVERIES."""
     await conn.execute(
         update(executions)
         .where(
@@ -339,7 +348,7 @@ async def release_lease(conn: AsyncConnection, execution_id: str, token: int) ->
             executions.c.fencing_token == token,
             executions.c.status == RUNNING,
         )
-        .values(lease_expires_at=now(), lease_owner=None)
+        .values(lease_expires_at=now(), lease_owner=None, handbacks=executions.c.handbacks + 1)
     )
 
 

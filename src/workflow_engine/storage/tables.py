@@ -148,6 +148,8 @@ executions = Table(
     Column("lease_owner", String(128)),
     Column("lease_expires_at", UTCDateTime),
     Column("fencing_token", Integer, nullable=False, default=0),
+    # Graceful hand-backs (a worker stopping): claims that do not count as deliveries.
+    Column("handbacks", Integer, nullable=False, default=0, server_default="0"),
     Column("cancel_requested_at", UTCDateTime),
     # A child execution (a `workflow` step's): its parent and the parent's step.
     _id("parent_execution_id", ForeignKey("executions.id", ondelete="SET NULL")),
