@@ -3,6 +3,8 @@ pages that render with data and without, the editor's errors, monitoring filters
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
@@ -124,3 +126,81 @@ async def test_monitoring_filters_and_pages(db_url: str, start_engine: StartEngi
         assert "No executions match" in failed.text
         other = await browser.get("/monitoring?workflow=nope")
         assert "No executions match" in other.text
+
+
+GRAPH = {
+    "name": "ui-graph",
+    "steps": [
+        {"key": "a", "name": "Left branch", "type": "transform", "needs": [], "config": {}},
+        {"key": "b", "type": "transform", "needs": [], "config": {"output": {"y": 2}}},
+        {
+            "key": "each",
+            "type": "map",
+            "needs": ["a", "b"],
+            "config": {
+                "items": "{{ input.items }}",
+                "parallelism": 2,
+                "step": {"type": "transform", "config": {"output": "{{ item }}"}},
+            },
+        },
+        {"key": "sub", "type": "workflow", "config": {"workflow": "ui-flow"}},
+    ],
+}
+
+
+async def test_graph_pages_show_items_children_and_the_graph(
+    db_url: str, start_engine: StartEngine
+) -> None:
+    running = await start_engine(db_url)
+    await running.create_workflow(FLOW)
+    created = await running.create_workflow(GRAPH)
+    execution_id = await running.execute("ui-graph", {"items": ["x", "y", "z"]})
+    body = await running.wait(execution_id)
+    assert body["status"] == "completed", body["error"]
+    child_id = body["children"][0]["id"]
+    async with _browser(running) as browser:
+        await _login(browser)
+        page = (await browser.get(f"/executions/{execution_id}")).text
+        # Map items under their map step, collapsed to a count.
+        assert 'data-item-total="3"' in page
+        assert "3 items: " in page and "3 completed" in page
+        items = page.split('data-field="items" hidden>')[1].split("</ol>")[0]
+        assert [f'data-step-key="each[{i}]"' in items for i in range(3)] == [True] * 3
+        # The graph's needs, and the workflow step's child one click away.
+        assert "after a, b" in page and "starts at once" in page
+        assert f'href="/executions/{child_id}"' in page
+        assert 'data-started-at="20' in page and "data-server-now=" in page
+        child = (await browser.get(f"/executions/{child_id}")).text
+        assert 'id="parent-link"' in child and "<code>sub</code>" in child
+        assert f'href="/executions/{execution_id}"' in child and "(ui-graph)" in child
+        assert 'id="parent-link"' not in page
+        workflow = (await browser.get(f"/workflows/{created['id']}")).text
+        svg = workflow.split('<svg class="graph"')[1].split("</svg>")[0]
+        assert svg.count('<g class="node ') == 4
+        assert svg.count('class="node kind-map"') == 1 and "map of transform" in svg
+        assert 'class="node kind-workflow"' in svg and 'href="/workflows/ui-flow"' in svg
+        edges = sorted(re.findall(r'class="edge" data-from="(\w+)" data-to="(\w+)"', svg))
+        assert edges == [("a", "each"), ("b", "each"), ("each", "sub")]
+        assert "Left branch" in svg and "a · transform" in svg
+
+
+async def test_editor_names_the_step_whose_needs_are_wrong(
+    db_url: str, start_engine: StartEngine
+) -> None:
+    running = await start_engine(db_url)
+    text = "name: x\nsteps:\n  - key: a\n    type: log\n"
+    text += "  - key: b\n    type: log\n    needs: [a, zzz]\n"
+    response = await running.client.post("/api/ui/editor", json={"text": text, "dryRun": True})
+    assert response.status_code == 422
+    assert response.json()["errors"] == [
+        {
+            "loc": "steps.1.needs",
+            "message": "step 'b' needs 'zzz', which is not a step key",
+            "line": 7,
+            "step": "b",
+        }
+    ]
+    itself = text.replace("[a, zzz]", "[b]")
+    problem = (await running.client.post("/api/ui/editor", json={"text": itself})).json()
+    assert problem["errors"][0]["step"] == "b" and "needs itself" in problem["errors"][0]["message"]
+    assert (await running.client.get("/api/workflows/x")).status_code == 404

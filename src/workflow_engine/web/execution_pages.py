@@ -1,5 +1,6 @@
 """`/monitoring` (every execution, filters, keyset paging, queue counts) and `/executions/{id}`
-(the step timeline, logs, cancel and re-run)."""
+(the steps on a time axis, map items, links between parent and child executions, logs, cancel
+and re-run)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from workflow_engine.api.deps import EngineDep
 from workflow_engine.errors import NotFound
 from workflow_engine.storage import executions as ex_store
 from workflow_engine.storage import workflows as wf_store
+from workflow_engine.storage.db import Connection
 from workflow_engine.storage.pagination import Cursor
+from workflow_engine.web import timeline
 from workflow_engine.web.render import STATUSES, page, require_login
 
 router = APIRouter(include_in_schema=False)
@@ -114,38 +117,39 @@ async def execution_page(
             return page(
                 request, "not_found.html", status_code=404, what="execution", id=execution_id
             )
-        steps = {s["step_key"]: s for s in await ex_store.list_steps(conn, execution_id)}
+        steps = await ex_store.list_steps(conn, execution_id)
+        children = await ex_store.list_children(conn, execution_id)
         logs = await ex_store.list_logs(conn, execution_id)
         version = await wf_store.get_version(conn, version_id=row["workflow_version_id"])
-        names = await wf_store.workflow_names(conn, {row["workflow_id"]})
-    timeline = _timeline(version["definition"], steps)
+        parent = await _parent(conn, row["parent_execution_id"])
+        wanted = {row["workflow_id"], *(c["workflow_id"] for c in children)}
+        if parent is not None:
+            wanted.add(parent["workflow_id"])
+        names = await wf_store.workflow_names(conn, wanted)
+    rerun_created_at = row["created_at"] if row["rerun_of_id"] else None
     return page(
         request,
         "execution.html",
         execution=row,
         workflow_name=names.get(row["workflow_id"], row["workflow_id"]),
+        names=names,
+        parent=parent,
         version=version,
-        timeline=timeline,
+        timeline=timeline.build(
+            version["definition"], steps, children, rerun_created_at=rerun_created_at
+        ),
         logs=logs,
         last_seq=last_seq,
+        server_now=datetime.now(UTC),
         nav="monitoring",
     )
 
 
-def _timeline(definition: dict[str, Any], rows: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every step of the pinned version in order, with its row when it has run."""
-    timeline = []
-    for position, step in enumerate(definition.get("steps", [])):
-        row = rows.get(step["key"])
-        timeline.append(
-            {
-                "position": position + 1,
-                "key": step["key"],
-                "name": step.get("name") or step["key"],
-                "type": step["type"],
-                "status": row["status"] if row else "pending",
-                "attempts": (row["retry_count"] + 1) if row and row["started_at"] else 0,
-                "row": row,
-            }
-        )
-    return timeline
+async def _parent(conn: Connection, parent_id: str | None) -> Any:
+    """The execution whose `workflow` step started this one, if it still exists."""
+    if parent_id is None:
+        return None
+    try:
+        return await ex_store.get_execution(conn, parent_id)
+    except NotFound:
+        return None

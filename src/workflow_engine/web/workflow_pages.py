@@ -1,4 +1,4 @@
-"""Workflow pages: the list with the editor, and one workflow with its test panel and
+"""Workflow pages: the list with the editor, and one workflow with its graph, test panel and
 Recent Executions. Also the editor's endpoint, which takes YAML or JSON text."""
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from workflow_engine.domain.definition import WorkflowDefinition
 from workflow_engine.errors import NotFound, StorageError, WorkflowEngineError
 from workflow_engine.storage import executions as ex_store
 from workflow_engine.storage import workflows as wf_store
+from workflow_engine.web.graph import layout
 from workflow_engine.web.render import page, require_login
+from workflow_engine.web.step_problems import locate
 
 router = APIRouter(include_in_schema=False)
 Login = Annotated[None, Depends(require_login)]
@@ -73,6 +75,7 @@ async def workflow_page(
         workflow=row,
         active=active,
         definition=definition,
+        graph=layout(definition),
         definition_yaml=yaml.safe_dump(definition, sort_keys=False, allow_unicode=True),
         versions=versions,
         triggers=triggers,
@@ -112,21 +115,26 @@ def parse_document(text: str, fmt: str) -> tuple[dict[str, Any] | None, list[dic
     return value, []
 
 
+def _refused(problems: list[dict[str, Any]]) -> Response:
+    return JSONResponse({"ok": False, "errors": problems}, status_code=422)
+
+
 @router.post("/api/ui/editor")
 async def save_document(engine: EngineDep, body: EditorRequest) -> Response:
     """Validate (and unless dryRun, save) a workflow written in the UI's editor. 422 lists the
-    problems, each with the path in the document (`steps.1.type`) and a line when known."""
+    problems, each with the path in the document (`steps.1.type`) and a line when known; one
+    about a step (its needs, its type) also names it (`step`)."""
     document, problems = parse_document(body.text, body.format)
     if document is None:
-        return JSONResponse({"ok": False, "errors": problems}, status_code=422)
+        return _refused(problems)
     try:
         definition = WorkflowDefinition.model_validate(document)
         engine.service.check_definition(definition)
     except ValidationError as exc:
         _, items = describe(list(exc.errors()))
-        return JSONResponse({"ok": False, "errors": items}, status_code=422)
+        return _refused([locate(item, document, body.text) for item in items])
     except WorkflowEngineError as exc:
-        return JSONResponse({"ok": False, "errors": [_problem(exc.message)]}, status_code=422)
+        return _refused([locate(_problem(exc.message), document, body.text)])
     if body.dryRun:
         return JSONResponse({"ok": True, "errors": []})
     try:
@@ -137,5 +145,5 @@ async def save_document(engine: EngineDep, body: EditorRequest) -> Response:
     except StorageError:
         raise  # not the document's fault: a 503 (api/errors.py), as for every request
     except WorkflowEngineError as exc:
-        return JSONResponse({"ok": False, "errors": [_problem(exc.message)]}, status_code=422)
+        return _refused([_problem(exc.message)])
     return JSONResponse({"ok": True, "id": saved, "url": f"/workflows/{saved}"})

@@ -14,14 +14,42 @@
 
   const format = () => form.querySelector("input[name=format]:checked").value;
 
+  // Names in a message ('a', 'zzz') are shown as code, quotes kept so the text reads (and
+  // copies) as the server wrote it; the step the problem is about stands out.
+  function message(text, step) {
+    return text.split(/('[^'\n]*')/).map((part) => {
+      if (!/^'.*'$/.test(part)) return document.createTextNode(part);
+      const code = document.createElement("code");
+      code.textContent = part;
+      code.className = part.slice(1, -1) === step ? "step-ref named" : "step-ref";
+      return code;
+    });
+  }
+
+  // Select a line of the text and scroll it into view.
+  function jumpTo(line) {
+    const lines = text.value.split("\n");
+    const start = lines.slice(0, line - 1).reduce((n, l) => n + l.length + 1, 0);
+    text.focus();
+    text.setSelectionRange(start, start + (lines[line - 1] || "").length);
+    const height = parseFloat(getComputedStyle(text).lineHeight) || 18;
+    text.scrollTop = Math.max(0, (line - 3) * height);
+  }
+
   function show(errors) {
     problems.replaceChildren();
     text.classList.toggle("invalid", errors.length > 0);
     for (const e of errors) {
       const li = document.createElement("li");
+      if (e.step) li.dataset.step = e.step;
       const where = [e.line ? "line " + e.line : null, e.loc || null].filter(Boolean).join(" · ");
-      if (where) { const w = document.createElement("strong"); w.textContent = where + ": "; li.append(w); }
-      li.append(document.createTextNode(e.message));
+      if (where) {
+        const w = document.createElement(e.line ? "button" : "strong");
+        w.className = "where"; w.textContent = where;
+        if (e.line) { w.type = "button"; w.title = "Show it in the text"; w.addEventListener("click", () => jumpTo(e.line)); }
+        li.append(w, ": ");
+      }
+      li.append(...message(e.message, e.step));
       problems.append(li);
     }
   }
@@ -29,7 +57,8 @@
   async function check(dryRun) {
     const body = { text: text.value, format: format(), workflowId, dryRun };
     const result = await WE.api("POST", "/api/ui/editor", body);
-    const errors = (result.data && result.data.errors) || (result.ok ? [] : [{ message: "The server refused it (" + result.status + ")" }]);
+    const data = result.data || {};
+    const errors = data.errors || (result.ok ? [] : [{ message: data.detail || "The server refused it (" + result.status + ")" }]);
     show(errors);
     status.textContent = errors.length ? `${errors.length} problem${errors.length > 1 ? "s" : ""}` : (dryRun ? "Looks good." : "Saved.");
     return result;

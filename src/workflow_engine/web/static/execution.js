@@ -1,4 +1,5 @@
-// One execution: the step timeline and the logs follow the execution's ordered event stream.
+// One execution: the steps on their time axis (timeline.js) and the logs follow the execution's
+// ordered event stream; cancel and re-run.
 "use strict";
 
 (() => {
@@ -10,9 +11,7 @@
   const rerunButton = document.getElementById("rerun-button");
   const actionError = document.getElementById("action-error");
   const FINAL = WE.FINAL;
-
-  const step = (key) => document.querySelector(`.step[data-step-key="${key}"]`);
-  const field = (el, name) => el.querySelector(`[data-field="${name}"]`);
+  const { field } = Timeline;
 
   function setExecutionStatus(status) {
     head.dataset.status = status;
@@ -21,22 +20,56 @@
     rerunButton.hidden = !(status === "failed" || status === "cancelled");
   }
 
+  function showJson(el, name, value) {
+    field(el, name).textContent = WE.pretty(value);
+    field(el, name + "-box").hidden = false;
+    field(el, "no-io").hidden = true;
+  }
+
+  // A step's times as the bars need them: its first start, and its end as start + duration.
+  function setTimes(el, status, p) {
+    if (status === "running" || status === "retrying") {
+      if (!el.dataset.startedAt) el.dataset.startedAt = p.timestamp;
+      el.dataset.completedAt = ""; el.dataset.durationMs = "";
+      return;
+    }
+    const ms = p.durationMs === undefined ? null : p.durationMs;
+    if (!el.dataset.startedAt) el.dataset.startedAt = new Date(Date.parse(p.timestamp) - (ms || 0)).toISOString();
+    el.dataset.completedAt = ms === null ? p.timestamp : new Date(Date.parse(el.dataset.startedAt) + ms).toISOString();
+    el.dataset.durationMs = ms === null ? "" : ms;
+  }
+
   function setStep(p, status) {
-    const el = step(p.stepKey);
+    const el = p.index === undefined || p.index === null ? Timeline.row(p.stepKey) : Timeline.item(p.stepKey, p.index);
     if (!el) return;
     el.dataset.status = status;
     WE.setStatus(field(el, "status"), status);
-    if (p.attempt) field(el, "attempts").textContent = p.attempt > 1 ? `${p.attempt} attempts` : "1 attempt";
-    if (p.durationMs !== undefined) field(el, "duration").textContent = WE.duration(p.durationMs);
+    setTimes(el, status, p);
+    // Items only say so when they took more than one attempt: their rows stay one line.
+    if (p.attempt) field(el, "attempts").textContent = p.attempt > 1 ? `${p.attempt} attempts` : el.classList.contains("item") ? "" : "1 attempt";
     const err = field(el, "error");
     if (p.error) {
       err.textContent = status === "retrying" ? `Attempt ${p.attempt} failed: ${p.error} — retrying in ${WE.duration(p.nextDelayMs)}` : p.error;
       err.hidden = false;
     } else if (status === "completed" || status === "running") { err.hidden = true; }
-    if ("output" in p && p.output !== null && p.output !== undefined) {
-      field(el, "output").textContent = WE.pretty(p.output);
-      field(el, "output-box").hidden = false;
+    if (p.output !== null && p.output !== undefined) showJson(el, "output", p.output);
+    // How many items a map has is in its row, not in the event: asked for once it starts.
+    if (status === "running" && el.classList.contains("map") && !el.dataset.itemTotal) loadDetails();
+    Timeline.changed(el);
+  }
+
+  // What the events do not carry (a map's item count, step inputs, child executions), from the
+  // API: when a map starts, and once the execution has ended.
+  async function loadDetails() {
+    const response = await WE.api("GET", `/api/executions/${id}`);
+    if (!response.ok || !response.data) return;
+    for (const s of response.data.steps) {
+      const el = Timeline.row(s.stepKey);
+      if (!el) continue;
+      if (el.classList.contains("map") && s.input && Array.isArray(s.input.items)) Timeline.setItemTotal(s.stepKey, s.input.items.length);
+      if (s.input !== null && field(el, "input-box").hidden) showJson(el, "input", s.input);
     }
+    for (const child of response.data.children || []) Timeline.setChild(child.parentStepKey, child.id);
   }
 
   function addLog(p) {
@@ -51,10 +84,14 @@
     logs.append(li);
     document.getElementById("log-count").textContent = logs.children.length;
     if (logs.scrollHeight - logs.scrollTop - logs.clientHeight < 80) logs.scrollTop = logs.scrollHeight;
+    // "Step 'sub' started child execution …": the link appears on the step at once.
+    const meta = p.metadata || {};
+    if (meta.childExecutionId) Timeline.setChild(meta.stepKey, meta.childExecutionId);
   }
 
   function finish(name, p) {
     setExecutionStatus(name);
+    head.dataset.completedAt = p.timestamp;
     document.getElementById("fact-duration").textContent = WE.duration(p.durationMs);
     document.getElementById("fact-completed").replaceChildren(WE.timeEl(p.timestamp));
     if (p.error) { const e = document.getElementById("execution-error"); e.textContent = p.error; e.hidden = false; }
@@ -62,16 +99,21 @@
       document.getElementById("execution-output").textContent = WE.pretty(p.output);
       document.getElementById("output-section").hidden = false;
     }
+    Timeline.changed();
+    loadDetails();
   }
 
   function onEvent(name, p) {
     if (!p || p.executionId !== id) return;
     if (p.seq <= lastSeq) return;
     lastSeq = p.seq;
+    Timeline.noteServerTime(p.timestamp);
     if (name === "log") return addLog(p);
     if (name === "started") {
       setExecutionStatus("running");
+      head.dataset.startedAt = p.timestamp;
       document.getElementById("fact-started").replaceChildren(WE.timeEl(p.timestamp));
+      Timeline.changed();
     } else if (name === "step_started") setStep(p, "running");
     else if (name === "step_retrying") setStep(p, "retrying");
     else if (name === "step_completed") setStep(p, p.status || "completed");
