@@ -15,7 +15,6 @@ ARG BASE_IMAGE=python:3.11-slim
 
 # --- build: a virtual environment with the pinned run-time dependencies and the package -------
 FROM ${BASE_IMAGE} AS build
-LABEL org.opencontainers.image.title="workflow-engine-build"
 
 # pip's index (a mirror or a proxy of PyPI). A CA bundle for it, when it needs one, is passed as
 # the build secret `pip_cert` (never stored in a layer): --secret id=pip_cert,src=/path/ca.pem

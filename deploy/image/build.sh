@@ -51,11 +51,14 @@ if [ -n "${PIP_INDEX_URL:-}" ]; then args+=(--build-arg "PIP_INDEX_URL=$PIP_INDE
 cert=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}
 if [ -s "$cert" ]; then args+=(--secret "id=pip_cert,src=$cert"); fi
 
+previous=$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
 started=$SECONDS
 echo "[image] podman build $IMAGE (base $base)"
 podman build "${args[@]}" . >"${BUILD_LOG:-/dev/stdout}"
-# Earlier builds of this image (and their build stages), now untagged, are removed.
-podman image prune -f --filter label=org.opencontainers.image.title=workflow-engine >/dev/null
-podman image prune -f --filter label=org.opencontainers.image.title=workflow-engine-build >/dev/null
+# The image this build replaced, now untagged, is removed (not the build stage's layers: they are
+# the cache of the next build).
+if [ -n "$previous" ] && [ "$previous" != "$(podman image inspect --format '{{.Id}}' "$IMAGE")" ]; then
+  podman rmi "$previous" >/dev/null 2>&1 || true
+fi
 size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
 echo "[image] built $IMAGE in $((SECONDS - started)) s: $((size / 1000000)) MB, user $(podman image inspect --format '{{.Config.User}}' "$IMAGE")"
