@@ -31,14 +31,14 @@ from workflow_engine.cli import app as cli_app
 from workflow_engine.settings import Settings
 
 SETTINGS = {name.upper() for name in Settings.model_fields}
-DEFAULTS = Settings(_env_file=None)  # type: ignore[call-arg]
+DEFAULTS = Settings(_env_file=None)
 # Variables that are not engine settings but are fine in an engine container's environment.
 PROCESS_VARIABLES = {"PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "LANG"}
 
 
 def _cli_commands() -> set[str]:
     group = typer.main.get_command(cli_app)
-    return set(group.commands)  # type: ignore[attr-defined]
+    return set(group.commands)
 
 
 def _get_routes() -> set[str]:
@@ -190,7 +190,7 @@ def test_manifest_settings_are_settings(manifests: list[dict[str, Any]]) -> None
         assert sources == {"workflow-engine-config", "workflow-engine-secrets"}
         assert {e["name"] for e in container.get("env", [])} <= SETTINGS
     # Every value is one the Settings model accepts.
-    Settings(_env_file=None, **{k.lower(): v for k, v in {**config, **secret}.items()})  # type: ignore[arg-type]
+    Settings(_env_file=None, **{k.lower(): v for k, v in {**config, **secret}.items()})
 
 
 def test_probes_and_ports_match_the_app(manifests: list[dict[str, Any]]) -> None:
