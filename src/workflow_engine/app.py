@@ -17,7 +17,7 @@ from workflow_engine import bootstrap
 from workflow_engine.api import errors
 from workflow_engine.api.middleware import ApiGuard
 from workflow_engine.api.realtime import Realtime, SocketMount
-from workflow_engine.api.routes import executions, step_types, system, workflows
+from workflow_engine.api.routes import executions, ready, step_types, system, workflows
 from workflow_engine.domain.definition import WorkflowDefinition
 from workflow_engine.errors import ConfigurationError, StorageError, WorkflowEngineError
 from workflow_engine.settings import Settings
@@ -76,7 +76,13 @@ def create_app(
     app.state.max_body_bytes = settings.max_body_bytes
     app.state.token = token
     errors.install(app)
-    for router in (workflows.router, executions.router, step_types.router, system.router):
+    for router in (
+        workflows.router,
+        executions.router,
+        step_types.router,
+        system.router,
+        ready.router,
+    ):
         app.include_router(router)
     render.install(app)
     for router in (auth_pages.router, workflow_pages.router, execution_pages.router):

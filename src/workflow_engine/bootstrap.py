@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from workflow_engine.engine.cancel import CancelSignals, LocalCancelSignals
 from workflow_engine.engine.executor import Executor, ExecutorConfig
@@ -35,8 +36,9 @@ from workflow_engine.queue.base import (
 )
 from workflow_engine.queue.bullmq import BullMQQueue
 from workflow_engine.queue.local import LocalQueue
+from workflow_engine.readiness import TIMEOUT_S, Probe, database_probe
 from workflow_engine.redis_support.cancel import RedisCancelSignals
-from workflow_engine.redis_support.client import check_redis
+from workflow_engine.redis_support.client import check_redis, ping
 from workflow_engine.redis_support.leader import RedisLeaderLock
 from workflow_engine.redis_support.schedules import BullSchedules
 from workflow_engine.settings import Settings
@@ -63,6 +65,8 @@ class Engine:
     schedules: Schedules
     dispatcher: Handler
     """The dispatch queue's handler (with the schedules' jobs, when they come that way)."""
+    readiness_probes: dict[str, Probe] = field(default_factory=dict)
+    """What `GET /api/ready` checks: the database, and Redis in the distributed mode."""
     _background: list[asyncio.Task[None]] = field(default_factory=list)
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -146,6 +150,7 @@ async def build(settings: Settings, *, registry: StepRegistry | None = None) -> 
     closers: list[Callable[[], Awaitable[None]]] = []
     is_leader: Callable[[], Awaitable[bool]] | None = None
     cancels: CancelSignals
+    probes: dict[str, Probe] = {"database": database_probe(db)}
     if settings.redis_url:
         url = settings.redis_url
         try:
@@ -174,6 +179,7 @@ async def build(settings: Settings, *, registry: StepRegistry | None = None) -> 
         leader = RedisLeaderLock(url, ttl_ms=max(3 * settings.reconcile_interval_ms, 5_000))
         closers.append(leader.release)
         is_leader = leader.acquire_or_renew
+        probes["redis"] = partial(ping, url, timeout_s=TIMEOUT_S)
     else:
         dispatch_queue = LocalQueue(DISPATCH_QUEUE, DISPATCH_OPTIONS)
         execution_queue = LocalQueue(EXECUTION_QUEUE, EXECUTION_OPTIONS)
@@ -236,5 +242,6 @@ async def build(settings: Settings, *, registry: StepRegistry | None = None) -> 
         reconciler=reconciler,
         schedules=schedules,
         dispatcher=dispatcher,
+        readiness_probes=probes,
         _closers=closers,
     )

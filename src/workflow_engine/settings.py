@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     secrets_prefix: str = "WORKFLOW_SECRET_"
 
+    # The port each `workflow-engine workers` process serves its Prometheus metrics on: reserved
+    # for that endpoint (docker-compose.yml and deploy/kubernetes/ publish it).
+    metrics_port: int = Field(
+        default=9464, ge=1, le=65535, description="Port of a workers process's metrics endpoint"
+    )
+
     step_modules: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Modules whose STEP_TYPES list adds step types (steps/plugins.py)",

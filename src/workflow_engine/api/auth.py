@@ -1,4 +1,4 @@
-"""Bearer-token authentication for `/api` (all but `/api/health`)."""
+"""Bearer-token authentication for `/api` (all but `/api/health` and `/api/ready`)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from workflow_engine.api.auth import token_matches
 from workflow_engine.api.session import csrf_ok, request_has_session
 
-OPEN_PATHS = ("/api/health",)
+OPEN_PATHS = ("/api/health", "/api/ready")
 
 
 async def _reply(

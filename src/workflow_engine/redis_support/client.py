@@ -6,7 +6,7 @@ import logging
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -27,6 +27,21 @@ def connect(url: str) -> aioredis.Redis:
         retry=Retry(ExponentialBackoff(cap=5, base=0.1), 8),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
+
+
+async def ping(url: str, *, timeout_s: float) -> None:
+    """One PING on a connection of its own, no retries: for a readiness probe, which must answer
+    within `timeout_s` whatever Redis does. Raises what redis-py raises when it gets no PONG."""
+    client = aioredis.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 0),
+    )
+    try:
+        await client.ping()  # type: ignore[misc]  # redis-py types ping as sync|async
+    finally:
+        await client.aclose()
 
 
 async def check_redis(url: str) -> None:
