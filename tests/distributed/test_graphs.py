@@ -3,29 +3,19 @@ with -9, a map, and sub-workflows (output, cancel cascade)."""
 
 from __future__ import annotations
 
-import time
 import uuid
-from typing import Any
 
 import pytest
 
 from tests.distributed.conftest import MakeCluster
 from tests.support.dbcheck import query
+from tests.support.flows import parse_time
+from tests.support.graphs import fan_out, wait_for
 from tests.support.process import wait_execution
 from tests.support.servers import RedisServer
 from tests.support.target import Target
 
 pytestmark = [pytest.mark.distributed, pytest.mark.timeout(180)]
-
-
-def wait_for(check: Any, what: str, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_kill_9_of_the_worker_running_a_fan_out(
@@ -35,32 +25,8 @@ def test_kill_9_of_the_worker_running_a_fan_out(
     serve = cluster.start_serve()
     workers = cluster.start_workers(2)
     name = f"fan-{uuid.uuid4().hex[:6]}"
-    fast = [
-        {
-            "key": f"f{i}",
-            "type": "http",
-            "needs": [],
-            "config": {"url": f"{target.url}/count/{name}-f{i}"},
-        }
-        for i in range(3)
-    ]
-    slow = [
-        {
-            "key": f"s{i}",
-            "type": "http",
-            "needs": [],
-            "config": {"url": f"{target.url}/slowcount/{name}-s{i}?ms=3000"},
-        }
-        for i in range(3)
-    ]
-    join = {
-        "key": "join",
-        "type": "http",
-        "needs": [s["key"] for s in fast + slow],
-        "config": {"url": f"{target.url}/count/{name}-join"},
-    }
     with serve.client() as client:
-        document = {"name": name, "retryBackoffMs": 100, "steps": [*fast, *slow, join]}
+        document = fan_out(target, name, fast=3, slow=3, slow_ms=3000)
         assert client.post("/api/workflows", json=document).status_code == 201
         execution_id = client.post(f"/api/workflows/{name}/execute", json={}).json()["executionId"]
 
@@ -71,7 +37,7 @@ def test_kill_9_of_the_worker_running_a_fan_out(
                 id=execution_id,
             )
             status = {row["step_key"]: row["status"] for row in rows}
-            fast_done = all(status.get(f"f{i}") == "completed" for i in range(3))
+            fast_done = all(status.get(f"fast{i}") == "completed" for i in range(3))
             slow_running = all(target.hits(f"slowcount/{name}-s{i}") for i in range(3))
             return fast_done and slow_running
 
@@ -86,7 +52,7 @@ def test_kill_9_of_the_worker_running_a_fan_out(
     for i in range(3):
         assert len(target.hits(f"count/{name}-f{i}")) == 1
         keys = [h.idempotency_key for h in target.hits(f"slowcount/{name}-s{i}")]
-        assert len(keys) >= 2 and set(keys) == {f"{execution_id}:s{i}"}
+        assert len(keys) >= 2 and set(keys) == {f"{execution_id}:slow{i}"}
     assert len(target.hits(f"count/{name}-join")) == 1
 
 
@@ -172,3 +138,27 @@ def test_cancelling_a_parent_cancels_its_child_on_workers(
         child = wait_execution(client, child_id, timeout=20)
     assert parent["status"] == "cancelled"
     assert child["status"] == "cancelled"
+
+
+def test_a_fan_out_of_ten_delays_runs_at_once_on_workers(
+    fresh_pg: str, redis_server: RedisServer, make_cluster: MakeCluster
+) -> None:
+    cluster = make_cluster(fresh_pg, redis_server.url)
+    serve = cluster.start(workers=1)
+    branches = [
+        {"key": f"b{i}", "type": "delay", "needs": [], "config": {"ms": 1000}} for i in range(10)
+    ]
+    join = {"key": "join", "type": "transform", "needs": [b["key"] for b in branches]}
+    with serve.client() as client:
+        document = {"name": "ten", "steps": [*branches, {**join, "config": {"output": "joined"}}]}
+        assert client.post("/api/workflows", json=document).status_code == 201
+        execution_id = client.post("/api/workflows/ten/execute", json={}).json()["executionId"]
+        body = wait_execution(client, execution_id, timeout=60)
+    assert body["status"] == "completed", cluster.logs()
+    steps = {s["stepKey"]: s for s in body["steps"]}
+    first_done = min(parse_time(steps[f"b{i}"]["completedAt"]) for i in range(10))
+    assert all(parse_time(steps[f"b{i}"]["startedAt"]) < first_done for i in range(10))
+    last_done = max(parse_time(steps[f"b{i}"]["completedAt"]) for i in range(10))
+    assert parse_time(steps["join"]["startedAt"]) >= last_done
+    assert [s["stepKey"] for s in body["steps"]].count("join") == 1
+    assert body["output"] == "joined"

@@ -3,7 +3,6 @@ work without running a completed branch or item again."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -12,53 +11,16 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import StartServe
+from tests.support.graphs import fan_out, wait_for
 from tests.support.process import wait_execution
 from tests.support.target import Target
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 
-def fan_out(target: Target, name: str) -> dict[str, Any]:
-    fast = [
-        {
-            "key": f"fast{i}",
-            "type": "http",
-            "needs": [],
-            "config": {"url": f"{target.url}/count/{name}-f{i}"},
-        }
-        for i in range(4)
-    ]
-    slow = [
-        {
-            "key": f"slow{i}",
-            "type": "http",
-            "needs": [],
-            "config": {"url": f"{target.url}/slowcount/{name}-s{i}?ms=4000"},
-        }
-        for i in range(3)
-    ]
-    join = {
-        "key": "join",
-        "type": "http",
-        "needs": [s["key"] for s in fast + slow],
-        "config": {"url": f"{target.url}/count/{name}-join"},
-    }
-    return {"name": name, "retryBackoffMs": 100, "steps": [*fast, *slow, join]}
-
-
 def steps_of(client: httpx.Client, execution_id: str) -> dict[str, dict[str, Any]]:
     body = client.get(f"/api/executions/{execution_id}").json()
     return {step["stepKey"]: step for step in body["steps"]}
-
-
-def wait_for(check: Any, what: str, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
@@ -74,7 +36,8 @@ def test_kill_9_during_a_fan_out(
     name = f"fan-{uuid.uuid4().hex[:8]}"
     first = start_serve(env)
     with first.client() as client:
-        assert client.post("/api/workflows", json=fan_out(target, name)).status_code == 201
+        document = fan_out(target, name, fast=4, slow=3, slow_ms=4000)
+        assert client.post("/api/workflows", json=document).status_code == 201
         response = client.post(f"/api/workflows/{name}/execute", json={"input": {}})
         execution_id = response.json()["executionId"]
 

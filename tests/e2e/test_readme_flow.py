@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import TOKEN, StartServe
+from tests.support.flows import parse_time
 from tests.support.process import REPO, run_cli, wait_execution
 
 pytestmark = pytest.mark.e2e
@@ -102,4 +103,4 @@ def test_the_graphs_example_runs_as_written(start_serve: StartServe) -> None:
     assert len(body["children"]) == 4
     steps = {s["stepKey"]: s for s in body["steps"]}
     # The two branches ran at the same time.
-    assert steps["summarise"]["startedAt"] < steps["lookup"]["completedAt"]
+    assert parse_time(steps["summarise"]["startedAt"]) < parse_time(steps["lookup"]["completedAt"])
