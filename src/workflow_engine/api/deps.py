@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
@@ -35,7 +36,11 @@ async def json_body(request: Request) -> Any:
     if not raw.strip():
         return None
     try:
-        value = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
+        value = json.loads(
+            raw, parse_constant=_no_constant, parse_float=_finite_float, parse_int=_bounded_int
+        )
+    except _OutOfRange as exc:
+        raise HTTPException(400, f"request body holds a number out of range: {exc}") from None
     except (UnicodeDecodeError, json.JSONDecodeError, _NotJson) as exc:
         raise HTTPException(400, f"request body is not valid JSON: {exc}") from None
     except RecursionError:
@@ -54,6 +59,10 @@ class _NotJson(ValueError):
     pass
 
 
+class _OutOfRange(ValueError):
+    pass
+
+
 def _no_constant(name: str) -> Any:
     raise _NotJson(f"{name} is not a JSON value")
 
@@ -61,8 +70,22 @@ def _no_constant(name: str) -> Any:
 def _finite_float(text: str) -> float:
     number = float(text)
     if math.isinf(number):
-        raise _NotJson(f"number {text[:40]} is out of range")
+        raise _OutOfRange(f"{_excerpt(text)} is larger than a 64-bit float")
     return number
+
+
+def _bounded_int(text: str) -> int:
+    # Python refuses to convert integers longer than this (a guard against quadratic time), so
+    # neither this parser nor any later str() of the value could handle one.
+    limit = sys.get_int_max_str_digits() or 4300
+    digits = len(text.lstrip("-"))
+    if digits > limit:
+        raise _OutOfRange(f"{_excerpt(text)} has {digits} digits; at most {limit} are accepted")
+    return int(text)
+
+
+def _excerpt(number: str) -> str:
+    return number if len(number) <= 40 else f"{number[:20]}...{number[-8:]}"
 
 
 def _unstorable(value: Any) -> str | None:
