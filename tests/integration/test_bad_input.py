@@ -424,3 +424,52 @@ async def test_a_300_character_timezone_is_a_422(db_url: str, start_engine: Star
         await expect(running, 422, "POST", f"/api/workflows/{created['id']}/triggers", json=trigger)
         await expect(running, 422, "PUT", "/api/workflows/ok", json={**GOOD, "triggers": [trigger]})
     assert await scalar(running, "SELECT count(*) FROM triggers") == 0
+
+
+async def test_a_method_a_path_does_not_take_is_a_405_listing_those_it_does(
+    db_url: str, start_engine: StartEngine
+) -> None:
+    """Found by the API fuzz run: `Allow` named the methods of one route of the path only."""
+    running = await start(start_engine, db_url)
+    created = await running.create_workflow(GOOD)
+    for method, url, allowed in (
+        ("OPTIONS", "/api/workflows", {"GET", "POST"}),
+        ("PATCH", f"/api/workflows/{created['id']}", {"GET", "PUT", "DELETE"}),
+        ("GET", "/api/triggers/x", {"PUT", "DELETE"}),
+        ("PUT", "/api/workflows/ok/triggers", {"GET", "POST"}),
+        ("DELETE", "/api/executions", {"GET"}),
+    ):
+        body = await expect(running, 405, method, url)
+        assert body["detail"] == "Method Not Allowed"
+        response = await running.client.request(method, url)
+        assert set(response.headers["allow"].split(", ")) == allowed, (method, url)
+
+
+async def test_ids_and_names_no_row_can_have_are_a_4xx(
+    db_url: str, start_engine: StartEngine
+) -> None:
+    """A control character in a path id or a workflowId filter reached PostgreSQL, which cannot
+    compare text with NUL: a 503 ("database unavailable") for a request that can never match."""
+    running = await start(start_engine, db_url)
+    await running.create_workflow(GOOD)
+    for method, url in (
+        ("GET", "/api/workflows/a%00b"),
+        ("GET", "/api/workflows/%01"),
+        ("PUT", "/api/workflows/a%00b"),
+        ("DELETE", "/api/workflows/a%00b"),
+        ("POST", "/api/workflows/a%00b/execute"),
+        ("GET", "/api/workflows/a%00b/versions"),
+        ("GET", "/api/workflows/a%00b/triggers"),
+        ("GET", "/api/executions/a%00b"),
+        ("POST", "/api/executions/a%00b/cancel"),
+        ("POST", "/api/executions/a%00b/rerun"),
+        ("PUT", "/api/triggers/a%00b"),
+        ("DELETE", "/api/triggers/a%00b"),
+        ("POST", "/api/triggers/a%00b/fire"),
+        ("GET", "/api/executions?workflowId=a%00b"),
+        ("GET", "/api/workflows/" + "x" * 201),
+    ):
+        kw: dict[str, Any] = {}
+        if method == "PUT":
+            kw["json"] = GOOD if "workflows" in url else {"type": "manual"}
+        await expect(running, 422, method, url, **kw)

@@ -59,6 +59,50 @@ class ExecuteRequest(BaseModel):
         return {} if data is None else data
 
 
+# Shown in /docs and sent by API fuzzers first: the document of DESIGN.md section 4.
+WORKFLOW_EXAMPLE: dict[str, Any] = {
+    "name": "enrich-lead",
+    "description": "optional",
+    "retryMaxAttempts": 3,
+    "retryBackoffMs": 1000,
+    "timeoutMs": 300000,
+    "steps": [
+        {
+            "key": "greet",
+            "name": "Greet",
+            "type": "transform",
+            "config": {"output": {"message": "Hello {{ input.name }}", "raw": "{{ input }}"}},
+        },
+        {"key": "pause", "type": "delay", "config": {"ms": 100}},
+        {
+            "key": "call",
+            "type": "http",
+            "if": "{{ input.call }}",
+            "retryMaxAttempts": 5,
+            "timeoutMs": 10000,
+            "config": {
+                "method": "POST",
+                "url": "https://api.example.com/x",
+                "json": {"m": "{{ steps.greet.output.message }}"},
+            },
+        },
+    ],
+    "triggers": [{"type": "schedule", "cron": "*/5 * * * *", "timezone": "Europe/Paris"}],
+}
+TRIGGER_EXAMPLE: dict[str, Any] = {
+    "type": "schedule",
+    "cron": "0 9 * * 1-5",
+    "timezone": "Europe/Paris",
+    "input": {"name": "Ada"},
+}
+EXECUTE_EXAMPLE: dict[str, Any] = {"input": {"name": "Ada", "call": False}}
+
+
+def examples(summary: str, value: dict[str, Any]) -> dict[str, Any]:
+    """`openapi_examples` of a request body: one example."""
+    return {"example": {"summary": summary, "value": value}}
+
+
 # --- errors --------------------------------------------------------------------------------------
 
 

@@ -18,6 +18,9 @@ from workflow_engine.api.deps import (
 from workflow_engine.api.errors import WRITE, responses
 from workflow_engine.api.routes import api_router
 from workflow_engine.api.schemas import (
+    EXECUTE_EXAMPLE,
+    TRIGGER_EXAMPLE,
+    WORKFLOW_EXAMPLE,
     ExecuteRequest,
     ExecutionStarted,
     Trigger,
@@ -26,6 +29,7 @@ from workflow_engine.api.schemas import (
     Workflow,
     WorkflowList,
     WorkflowVersion,
+    examples,
 )
 from workflow_engine.domain.definition import TriggerDefinition, WorkflowDefinition
 from workflow_engine.storage import workflows as wf_store
@@ -43,7 +47,17 @@ IdempotencyKey = Annotated[
     ),
 ]
 # Optional: no body (or `null`) is `{"input": {}}`.
-ExecuteBody = Annotated[ExecuteRequest, Body()]
+ExecuteBody = Annotated[
+    ExecuteRequest, Body(openapi_examples=examples("Run with an input", EXECUTE_EXAMPLE))
+]
+Document = Annotated[
+    WorkflowDefinition,
+    Body(openapi_examples=examples("The document of DESIGN.md section 4", WORKFLOW_EXAMPLE)),
+]
+TriggerDocument = Annotated[
+    TriggerDefinition,
+    Body(openapi_examples=examples("Weekdays at 9 in Paris", TRIGGER_EXAMPLE)),
+]
 
 
 async def _workflow_body(engine: EngineDep, id_or_name: str) -> dict[str, Any]:
@@ -69,7 +83,7 @@ async def _workflow_body(engine: EngineDep, id_or_name: str) -> dict[str, Any]:
     response_model_exclude_unset=True,
     responses={**WRITE, **responses(409)},
 )
-async def create_workflow(engine: EngineDep, document: WorkflowDefinition) -> Any:
+async def create_workflow(engine: EngineDep, document: Document) -> Any:
     """Create a workflow from a whole document (its version 1)."""
     workflow_id = await engine.service.create_workflow(document)
     return await _workflow_body(engine, workflow_id)
@@ -113,9 +127,7 @@ async def get_workflow(engine: EngineDep, workflow_id: WorkflowRef) -> Any:
     response_model_exclude_unset=True,
     responses={**WRITE, **responses(404, 409)},
 )
-async def update_workflow(
-    engine: EngineDep, workflow_id: WorkflowRef, document: WorkflowDefinition
-) -> Any:
+async def update_workflow(engine: EngineDep, workflow_id: WorkflowRef, document: Document) -> Any:
     """Save a whole document as a new version; running executions keep theirs."""
     saved_id = await engine.service.update_workflow(workflow_id, document)
     return await _workflow_body(engine, saved_id)
@@ -177,7 +189,7 @@ async def list_triggers(engine: EngineDep, workflow_id: WorkflowRef) -> Any:
     responses={**WRITE, **responses(404, 409)},
 )
 async def add_trigger(
-    engine: EngineDep, workflow_id: WorkflowRef, document: Annotated[TriggerDefinition, Body()]
+    engine: EngineDep, workflow_id: WorkflowRef, document: TriggerDocument
 ) -> Any:
     trigger_id = await engine.service.add_trigger(workflow_id, document)
     async with engine.db.read() as conn:
@@ -191,7 +203,7 @@ async def add_trigger(
     responses={**WRITE, **responses(404, 409)},
 )
 async def update_trigger(
-    engine: EngineDep, trigger_id: TriggerId, document: Annotated[TriggerDefinition, Body()]
+    engine: EngineDep, trigger_id: TriggerId, document: TriggerDocument
 ) -> Any:
     await engine.service.update_trigger(trigger_id, document)
     async with engine.db.read() as conn:
