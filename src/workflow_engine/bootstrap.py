@@ -189,7 +189,11 @@ async def build(settings: Settings, *, registry: StepRegistry | None = None) -> 
         registry=registry,
         bus=bus,
         cancels=cancels,
-        http=make_http_client(settings.http_allowlist, timeout_s=settings.http_timeout_ms / 1000),
+        http=make_http_client(
+            settings.http_allowlist,
+            allowlist_only=settings.http_allowlist_only,
+            timeout_s=settings.http_timeout_ms / 1000,
+        ),
         secrets=Secrets.from_environ(settings.secrets_prefix),
         config=ExecutorConfig(
             lease_ms=settings.lease_ms,

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     )
 
     http_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    http_allowlist_only: bool = Field(
+        default=False,
+        description="Outgoing requests (http steps, and every client made by make_http_client) "
+        "may reach the HTTP_ALLOWLIST alone: everything else is blocked, public hosts included",
+    )
     http_timeout_ms: int = Field(default=30_000, ge=1)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     secrets_prefix: str = "WORKFLOW_SECRET_"

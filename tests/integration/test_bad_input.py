@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -327,3 +329,147 @@ async def test_http_to_internal_destinations_is_blocked(
     assert "Blocked destination" in body["error"]
     assert target.hits("count/blocked") == []
     assert target.hits("count/after") == []
+
+
+def _cursor(created_at: str, row_id: str = "01a22b86-0000-7000-8000-000000000000") -> str:
+    raw = json.dumps([created_at, row_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+HUGE = "1" * 5000  # past Python's 4,300-digit limit for int <-> str
+
+
+async def test_a_5000_digit_number_in_a_body_is_a_400(
+    db_url: str, start_engine: StartEngine
+) -> None:
+    """Issue 12, defect 4: a number Python cannot parse answered 500 (a traceback in the log)."""
+    running = await start(start_engine, db_url)
+    created = await running.create_workflow(GOOD)
+    step = '{"key": "a", "type": "transform", "config": {"output": ' + HUGE + "}}"
+    for method, url, raw in (
+        ("POST", "/api/workflows/ok/execute", '{"input": {"n": ' + HUGE + "}}"),
+        ("POST", "/api/workflows/ok/execute", '{"input": [-' + HUGE + "]}"),
+        ("POST", "/api/workflows", '{"name": "b", "retryMaxAttempts": ' + HUGE + ', "steps": []}'),
+        ("POST", "/api/workflows", '{"name": "b", "steps": [' + step + "]}"),
+        ("PUT", "/api/workflows/ok", '{"name": "ok", "timeoutMs": ' + HUGE + ', "steps": []}'),
+        (
+            "POST",
+            f"/api/workflows/{created['id']}/triggers",
+            '{"type": "manual", "x": ' + HUGE + "}",
+        ),
+    ):
+        await expect(
+            running,
+            400,
+            method,
+            url,
+            content=raw.encode(),
+            headers={"Content-Type": "application/json"},
+            text="digits",
+        )
+    assert await scalar(running, "SELECT count(*) FROM executions") == 0
+
+
+def _cursor(created_at: str, row_id: str = "01a22b86-0000-7000-8000-000000000000") -> str:
+    raw = json.dumps([created_at, row_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+async def test_a_cursor_with_an_extreme_date_is_a_400(
+    db_url: str, start_engine: StartEngine
+) -> None:
+    """Issue 12, defect 4: a date that cannot be turned into UTC answered 500."""
+    running = await start(start_engine, db_url)
+    for extreme in (
+        "0001-01-01T00:00:00+14:00",
+        "9999-12-31T23:59:59-14:00",
+        "9999-12-31T23:59:59.999999-00:01",
+    ):
+        for url in ("/api/executions", "/api/workflows"):
+            await expect(
+                running, 400, "GET", url, params={"cursor": _cursor(extreme)}, text="cursor"
+            )
+    # An id no row can have (PostgreSQL refuses NUL in text: that was a 503).
+    for row_id in ("a\u0000b", "x" * 5000):
+        await expect(
+            running,
+            400,
+            "GET",
+            "/api/executions",
+            params={"cursor": _cursor("2024-01-01T00:00:00+00:00", row_id)},
+            text="cursor",
+        )
+    # The extremes that can be turned into UTC page as any other cursor.
+    for fine in ("0001-01-01T00:00:00+00:00", "9999-12-31T23:59:59+00:00"):
+        for url in ("/api/executions", "/api/workflows"):
+            response = await running.client.get(url, params={"cursor": _cursor(fine)})
+            assert response.status_code == 200, response.text
+
+
+async def test_a_300_character_timezone_is_a_422(db_url: str, start_engine: StartEngine) -> None:
+    """Issue 12, defect 4: a timezone longer than a file name answered 500 (OSError)."""
+    running = await start(start_engine, db_url)
+    created = await running.create_workflow(GOOD)
+    for zone in ("a" * 300, "Europe/" + "x" * 300, "Europe/Paris" + "/x" * 150):
+        trigger = {"type": "schedule", "cron": "* * * * *", "timezone": zone}
+        body = await expect(
+            running,
+            422,
+            "POST",
+            "/api/workflows",
+            json={**GOOD, "name": "tz", "triggers": [trigger]},
+            text="timezone",
+        )
+        assert zone not in body["detail"]  # the message quotes a bounded part of it
+        await expect(running, 422, "POST", f"/api/workflows/{created['id']}/triggers", json=trigger)
+        await expect(running, 422, "PUT", "/api/workflows/ok", json={**GOOD, "triggers": [trigger]})
+    assert await scalar(running, "SELECT count(*) FROM triggers") == 0
+
+
+async def test_a_method_a_path_does_not_take_is_a_405_listing_those_it_does(
+    db_url: str, start_engine: StartEngine
+) -> None:
+    """Found by the API fuzz run: `Allow` named the methods of one route of the path only."""
+    running = await start(start_engine, db_url)
+    created = await running.create_workflow(GOOD)
+    for method, url, allowed in (
+        ("OPTIONS", "/api/workflows", {"GET", "POST"}),
+        ("PATCH", f"/api/workflows/{created['id']}", {"GET", "PUT", "DELETE"}),
+        ("GET", "/api/triggers/x", {"PUT", "DELETE"}),
+        ("PUT", "/api/workflows/ok/triggers", {"GET", "POST"}),
+        ("DELETE", "/api/executions", {"GET"}),
+    ):
+        body = await expect(running, 405, method, url)
+        assert body["detail"] == "Method Not Allowed"
+        response = await running.client.request(method, url)
+        assert set(response.headers["allow"].split(", ")) == allowed, (method, url)
+
+
+async def test_ids_and_names_no_row_can_have_are_a_4xx(
+    db_url: str, start_engine: StartEngine
+) -> None:
+    """A control character in a path id or a workflowId filter reached PostgreSQL, which cannot
+    compare text with NUL: a 503 ("database unavailable") for a request that can never match."""
+    running = await start(start_engine, db_url)
+    await running.create_workflow(GOOD)
+    for method, url in (
+        ("GET", "/api/workflows/a%00b"),
+        ("GET", "/api/workflows/%01"),
+        ("PUT", "/api/workflows/a%00b"),
+        ("DELETE", "/api/workflows/a%00b"),
+        ("POST", "/api/workflows/a%00b/execute"),
+        ("GET", "/api/workflows/a%00b/versions"),
+        ("GET", "/api/workflows/a%00b/triggers"),
+        ("GET", "/api/executions/a%00b"),
+        ("POST", "/api/executions/a%00b/cancel"),
+        ("POST", "/api/executions/a%00b/rerun"),
+        ("PUT", "/api/triggers/a%00b"),
+        ("DELETE", "/api/triggers/a%00b"),
+        ("POST", "/api/triggers/a%00b/fire"),
+        ("GET", "/api/executions?workflowId=a%00b"),
+        ("GET", "/api/workflows/" + "x" * 201),
+    ):
+        kw: dict[str, Any] = {}
+        if method == "PUT":
+            kw["json"] = GOOD if "workflows" in url else {"type": "manual"}
+        await expect(running, 422, method, url, **kw)

@@ -6,7 +6,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from workflow_engine.domain.definition import WorkflowDefinition, next_fire_time
+from workflow_engine.domain.definition import (
+    WorkflowDefinition,
+    next_fire_time,
+    validate_timezone,
+)
 
 
 def doc(**extra: Any) -> dict[str, Any]:
@@ -64,3 +68,28 @@ def test_next_fire_time_honours_the_timezone() -> None:
     after = datetime(2026, 1, 1, 7, 30, tzinfo=UTC)  # 08:30 in Paris
     slot = next_fire_time("0 9 * * *", "Europe/Paris", after)
     assert slot.astimezone(UTC) == datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "zone",
+    [
+        "a" * 300,  # longer than a file name: OSError from the file system, once a 500
+        "Europe/" + "x" * 300,
+        "Europe",  # a directory of the zone database
+        "../../etc/passwd",
+        "",
+        "Europe/Paris\x00",
+    ],
+)
+def test_a_timezone_that_is_no_zone_is_a_value_error(zone: str) -> None:
+    with pytest.raises(ValueError, match="unknown timezone") as caught:
+        validate_timezone(zone)
+    assert len(str(caught.value)) < 120
+    with pytest.raises(ValidationError):
+        WorkflowDefinition.model_validate(
+            doc(triggers=[{"type": "schedule", "cron": "* * * * *", "timezone": zone}])
+        )
+
+
+def test_the_longest_zone_names_are_accepted() -> None:
+    assert validate_timezone("America/Argentina/ComodRivadavia").key.startswith("America")

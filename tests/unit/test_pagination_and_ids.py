@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import base64
+import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -14,10 +16,36 @@ def test_cursor_round_trips() -> None:
     assert Cursor.decode(cursor.encode()) == cursor
 
 
-@pytest.mark.parametrize("token", ["", "garbage", "e30", "WyJ4IiwgMV0"])
+def _token(created_at: object, row_id: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps([created_at, row_id]).encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        "garbage",
+        "e30",
+        "WyJ4IiwgMV0",
+        _token("2026-01-01T00:00:00", new_id()),  # naive
+        # No UTC equivalent (year 0, year 10000): answered 500, then 503, by the database.
+        _token("0001-01-01T00:00:00+14:00", new_id()),
+        _token("9999-12-31T23:59:59-14:00", new_id()),
+        _token("2026-01-01T00:00:00+00:00", "a\u0000b"),  # no row id has that shape
+        _token("2026-01-01T00:00:00+00:00", 5),
+        _token(20260101, new_id()),
+    ],
+)
 def test_bad_cursors_are_refused(token: str) -> None:
     with pytest.raises(ValueError):
         Cursor.decode(token)
+
+
+def test_a_cursor_in_another_offset_is_read_in_utc() -> None:
+    row_id = new_id()
+    cursor = Cursor.decode(_token("2026-01-01T01:00:00+01:00", row_id))
+    assert cursor == Cursor(datetime(2026, 1, 1, tzinfo=UTC), row_id)
+    assert cursor.created_at.utcoffset() == timedelta(0)
 
 
 def test_ids_are_unique_and_sort_by_creation() -> None:

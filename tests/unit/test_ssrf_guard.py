@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable
 
 import httpcore
+import httpx
 import pytest
 
 from workflow_engine.errors import BlockedDestination, NonRetryableStepError
@@ -15,6 +16,7 @@ from workflow_engine.net.guard import (
     Resolver,
     blocked_reason,
     check_destination,
+    make_http_client,
     parse_allowlist,
     resolve_host,
 )
@@ -193,6 +195,90 @@ async def test_resolution_failure_is_a_connect_error() -> None:
         httpcore.ConnectError, match=re.escape("Could not resolve host nowhere.test")
     ):
         await backend.connect_tcp("nowhere.test", 80, timeout=1)
+
+
+# --- HTTP_ALLOWLIST_ONLY: the allowlist alone, public addresses included ----------------------
+
+
+@pytest.mark.parametrize("address", [*PUBLIC, "127.0.0.1", "10.0.0.1", "::1"])
+def test_allowlist_only_blocks_what_is_not_listed(address: str) -> None:
+    allow = parse_allowlist(["api.partner.test", "192.0.2.0/24"], only=True)
+    with pytest.raises(BlockedDestination, match="not in HTTP_ALLOWLIST") as caught:
+        check_destination("somewhere.test", [address], allow)
+    assert "HTTP_ALLOWLIST_ONLY" in str(caught.value)
+    assert isinstance(caught.value, NonRetryableStepError)
+
+
+def test_allowlist_only_allows_listed_names_and_networks() -> None:
+    allow = parse_allowlist(["API.Partner.test", "127.0.0.1", "2001:db8::/32"], only=True)
+    check_destination("api.partner.test", ["8.8.8.8"], allow)  # by name: any address
+    check_destination("api.partner.test.", ["10.0.0.1"], allow)
+    check_destination("127.0.0.1", ["127.0.0.1"], allow)  # loopback, listed
+    check_destination("local.test", ["127.0.0.1"], allow)  # a name resolving into the list
+    check_destination("v6.test", ["2001:db8::5"], allow)
+
+
+def test_allowlist_only_needs_every_address_listed() -> None:
+    allow = parse_allowlist(["127.0.0.1"], only=True)
+    with pytest.raises(BlockedDestination, match=re.escape("8.8.8.8")):
+        check_destination("split.test", ["127.0.0.1", "8.8.8.8"], allow)
+
+
+def test_allowlist_only_with_an_empty_list_blocks_everything() -> None:
+    allow = parse_allowlist([], only=True)
+    for host, address in (("example.com", "93.184.215.14"), ("127.0.0.1", "127.0.0.1")):
+        with pytest.raises(BlockedDestination):
+            check_destination(host, [address], allow)
+
+
+def test_without_allowlist_only_public_addresses_still_pass() -> None:
+    allow = parse_allowlist(["127.0.0.1"])
+    assert not allow.only
+    check_destination("example.com", ["93.184.215.14"], allow)
+
+
+async def test_allowlist_only_refuses_an_unlisted_name_before_resolving_it() -> None:
+    """Nothing about an unlisted host leaves the machine, not even a DNS query."""
+    asked: list[str] = []
+
+    async def resolve(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return ["93.184.215.14"]
+
+    inner = RecordingBackend()
+    backend = GuardedBackend(
+        parse_allowlist(["api.partner.test"], only=True), inner=inner, resolver=resolve
+    )
+    with pytest.raises(BlockedDestination, match="not in HTTP_ALLOWLIST"):
+        await backend.connect_tcp("example.com", 443, timeout=1)
+    assert asked == [] and inner.connects == []
+    # A listed name is resolved and connected to as usual.
+    with pytest.raises(httpcore.ConnectError):
+        await backend.connect_tcp("api.partner.test", 443, timeout=1)
+    assert asked == ["api.partner.test"] and inner.connects == ["93.184.215.14"]
+
+
+async def test_allowlist_only_with_networks_resolves_then_checks() -> None:
+    inner = RecordingBackend()
+    backend = GuardedBackend(
+        parse_allowlist(["127.0.0.0/8"], only=True),
+        inner=inner,
+        resolver=fixed_resolver("93.184.215.14"),
+    )
+    with pytest.raises(BlockedDestination, match=re.escape("93.184.215.14")):
+        await backend.connect_tcp("public.test", 80, timeout=1)
+    assert inner.connects == []
+
+
+async def test_make_http_client_passes_allowlist_only_on() -> None:
+    inner = RecordingBackend()
+    client = make_http_client(["127.0.0.1"], allowlist_only=True, network_backend=inner)
+    async with client:
+        with pytest.raises(BlockedDestination):
+            await client.get("http://93.184.215.14/")
+        with pytest.raises(httpx.ConnectError):
+            await client.get("http://127.0.0.1:9/")
+    assert inner.connects == ["127.0.0.1"]
 
 
 def test_parse_retry_after() -> None:

@@ -1,12 +1,10 @@
-"""Request-scoped access to the engine built at start-up."""
+"""Request-scoped access to the engine built at start-up, and the parameters routes share."""
 
 from __future__ import annotations
 
-import json
-import math
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Query, Request
 
 from workflow_engine.bootstrap import Engine
 from workflow_engine.storage.pagination import Cursor
@@ -19,6 +17,31 @@ async def get_engine(request: Request) -> Engine:
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
 
+# Ids are 36 characters and names at most 200; no id or name holds a control character (and
+# PostgreSQL could not even compare one with NUL), so such a value is refused before a query.
+_ID_OR_NAME = r"^[^\x00-\x1f\x7f]+$"
+
+WorkflowRef = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=200,
+        pattern=_ID_OR_NAME,
+        description="The workflow's id or its name",
+    ),
+]
+ExecutionId = Annotated[str, Path(min_length=1, max_length=200, pattern=_ID_OR_NAME)]
+TriggerId = Annotated[str, Path(min_length=1, max_length=200, pattern=_ID_OR_NAME)]
+WorkflowFilter = Annotated[
+    str | None,
+    Query(max_length=200, pattern=_ID_OR_NAME, description="Only this workflow's (id or name)"),
+]
+CursorParam = Annotated[
+    str | None,
+    Query(description="The `nextCursor` of the previous page"),
+]
+Limit = Annotated[int, Query(ge=1, le=200, description="Items per page")]
+
 
 def parse_cursor(cursor: str | None) -> Cursor | None:
     if not cursor:
@@ -27,69 +50,3 @@ def parse_cursor(cursor: str | None) -> Cursor | None:
         return Cursor.decode(cursor)
     except ValueError:
         raise HTTPException(400, "invalid cursor: pass the nextCursor of a previous page") from None
-
-
-async def json_body(request: Request) -> Any:
-    """The request body parsed as JSON, or a 400 saying what is wrong with it (None if empty)."""
-    raw = await request.body()
-    if not raw.strip():
-        return None
-    try:
-        value = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
-    except (UnicodeDecodeError, json.JSONDecodeError, _NotJson) as exc:
-        raise HTTPException(400, f"request body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise HTTPException(400, f"request body is nested deeper than {MAX_DEPTH} levels") from None
-    problem = _unstorable(value)
-    if problem:
-        raise HTTPException(422, f"request body {problem}")
-    return value
-
-
-MAX_DEPTH = 128
-"""Deeper JSON is refused: it could not be stored, rendered or returned safely."""
-
-
-class _NotJson(ValueError):
-    pass
-
-
-def _no_constant(name: str) -> Any:
-    raise _NotJson(f"{name} is not a JSON value")
-
-
-def _finite_float(text: str) -> float:
-    number = float(text)
-    if math.isinf(number):
-        raise _NotJson(f"number {text[:40]} is out of range")
-    return number
-
-
-def _unstorable(value: Any) -> str | None:
-    """Why the databases could not store `value` (NUL characters, too deep), if they cannot."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            return f"is nested deeper than {MAX_DEPTH} levels"
-        if isinstance(item, str) and "\x00" in item:
-            return "must not contain NUL characters (\\u0000)"
-        if isinstance(item, dict):
-            stack.extend((key, depth) for key in item)
-            stack.extend((child, depth + 1) for child in item.values())
-        elif isinstance(item, list):
-            stack.extend((child, depth + 1) for child in item)
-    return None
-
-
-async def json_object(body: Annotated[Any, Depends(json_body)]) -> dict[str, Any]:
-    """A required JSON object body."""
-    if body is None:
-        raise HTTPException(400, "request body is required: a JSON object")
-    if not isinstance(body, dict):
-        raise HTTPException(422, f"request body must be a JSON object, not {type(body).__name__}")
-    return body
-
-
-JsonObject = Annotated[dict[str, Any], Depends(json_object)]
-OptionalJson = Annotated[Any, Depends(json_body)]

@@ -10,8 +10,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from workflow_engine.api.middleware import BodyTooLarge
+from workflow_engine.api.schemas import ErrorResponse
 from workflow_engine.errors import (
     Conflict,
     InvalidDefinition,
@@ -23,6 +25,34 @@ from workflow_engine.errors import (
 log = logging.getLogger(__name__)
 
 
+_MEANING = {
+    400: "The request is malformed: its body is not JSON (or holds a number out of range), or "
+    "its cursor is not one this API gave out",
+    401: "Missing or invalid API token",
+    403: "A browser session may change state only from the engine's own pages",
+    404: "No such workflow, version, trigger or execution",
+    409: "The request conflicts with the current state (a name taken, an archived workflow, "
+    "an execution already finished)",
+    413: "The body is larger than MAX_BODY_BYTES",
+    415: "The body is not application/json",
+    422: "Invalid values: `detail` sums them up, `errors` lists each one with its place",
+    503: "The database is unavailable right now; try again after Retry-After seconds",
+}
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI documentation of the error answers `statuses`: each one is an ErrorResponse."""
+    return {
+        status: {"model": ErrorResponse, "description": _MEANING[status]} for status in statuses
+    }
+
+
+COMMON = responses(401, 422, 503)
+"""What any route behind the token may answer."""
+WRITE = responses(400, 403, 413, 415)
+"""What a route taking a JSON body may answer, besides COMMON."""
+
+
 def error_body(message: str, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"detail": message}
     if errors:
@@ -30,14 +60,21 @@ def error_body(message: str, errors: list[dict[str, Any]] | None = None) -> dict
     return body
 
 
+_NOT_AN_OBJECT = frozenset({"model_type", "model_attributes_type", "dict_type"})
+
+
 def describe(errors: list[Any]) -> tuple[str, list[dict[str, Any]]]:
     """pydantic errors -> one readable line and a list of {loc, message}."""
     items = []
     for err in errors:
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
+        loc = [str(p) for p in err.get("loc", ())]
+        if loc[:1] == ["body"]:  # FastAPI's prefix for the request body
+            loc = loc[1:]
         message = err.get("msg", "invalid")
         if err.get("type") == "extra_forbidden":
             message = "unknown field"
+        elif not loc and err.get("type") in _NOT_AN_OBJECT:
+            message = "request body must be a JSON object"
         items.append({"loc": ".".join(loc), "message": message})
     summary = "; ".join(f"{i['loc']}: {i['message']}" if i["loc"] else i["message"] for i in items)
     return summary or "invalid request", items
@@ -47,6 +84,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = list(exc.errors())
+        if any(e.get("type") == "missing" and tuple(e.get("loc", ())) == ("body",) for e in errors):
+            return JSONResponse(
+                error_body("request body is required: a JSON object"), status_code=400
+            )
         if any(e.get("type") == "json_invalid" for e in errors):
             detail = errors[0].get("ctx", {}).get("error", "")
             return JSONResponse(
@@ -91,9 +132,28 @@ def install(app: FastAPI) -> None:
         return JSONResponse(error_body(f"request body is larger than {limit} bytes"), 413)
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route of the path only (FastAPI makes a
+            # route per method): `Allow` must list every method the path takes.
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
         return JSONResponse(
-            error_body(str(exc.detail)),
-            status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
+            error_body(str(exc.detail)), status_code=exc.status_code, headers=headers
         )
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app takes at the request's path (asked of the router
+    through `matches`, so included routers are searched as well)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
+        )
+    ]

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from workflow_engine.api.auth import token_matches
+from workflow_engine.api.realtime import is_socket_path
 from workflow_engine.api.session import csrf_ok, request_has_session
 
 OPEN_PATHS = ("/api/health", "/api/ready")
@@ -46,7 +47,9 @@ class ApiGuard:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         path = scope["path"]
-        needs_token = path not in OPEN_PATHS and not path.startswith("/api/socket")
+        # Socket.io's path authenticates on connect (SocketMount answers it before this guard);
+        # a mere prefix match would leave any future `/api/socket...` route open.
+        needs_token = path not in OPEN_PATHS and not is_socket_path(path)
         if (
             self.token
             and needs_token

@@ -41,6 +41,13 @@ from workflow_engine.storage.db import Database
 
 log = logging.getLogger(__name__)
 SOCKET_PATH = "/api/socket"
+
+
+def is_socket_path(path: str) -> bool:
+    """`/api/socket` and the paths under it, which Socket.io answers; not `/api/socketX`."""
+    return path == SOCKET_PATH or path.startswith(SOCKET_PATH + "/")
+
+
 MAX_SUBSCRIPTIONS = 200
 """Per connection: a page follows a handful of executions; more is a runaway client."""
 
@@ -207,9 +214,7 @@ class SocketMount:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] in ("http", "websocket") and (
-            path == SOCKET_PATH or path.startswith(SOCKET_PATH + "/")
-        ):
+        if scope["type"] in ("http", "websocket") and is_socket_path(path):
             await self.realtime.asgi(scope, receive, send)
             return
         await self.app(scope, receive, send)

@@ -13,6 +13,10 @@ from workflow_engine.ids import looks_like_id
 
 KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 MAX_STEPS = 200
+MAX_TIMEZONE_LENGTH = 64
+"""IANA names are at most 32 characters ("America/Argentina/ComodRivadavia"); a longer one is
+no timezone, and looking it up would ask the file system about a path too long to open."""
+MAX_CRON_LENGTH = 200
 
 
 class _Strict(BaseModel):
@@ -41,8 +45,8 @@ class StepDefinition(_Strict):
 
 class ScheduleTrigger(_Strict):
     type: Literal["schedule"]
-    cron: str
-    timezone: str = "UTC"
+    cron: str = Field(max_length=MAX_CRON_LENGTH)
+    timezone: str = Field(default="UTC", max_length=MAX_TIMEZONE_LENGTH)
     enabled: bool = True
     input: dict[str, Any] = Field(default_factory=dict)
 
@@ -197,10 +201,16 @@ def validate_cron(expression: str) -> None:
 
 def validate_timezone(name: str) -> ZoneInfo:
     """Return the zone, or raise ValueError naming the bad timezone."""
+    shown = name if len(name) <= 40 else f"{name[:40]}..."
+    if len(name) > MAX_TIMEZONE_LENGTH:
+        raise ValueError(
+            f"unknown timezone {shown!r}: longer than {MAX_TIMEZONE_LENGTH} characters"
+        )
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown timezone {name!r}") from exc
+    # OSError: a name the file system cannot look up (a directory, a component too long).
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise ValueError(f"unknown timezone {shown!r}") from exc
 
 
 def next_fire_time(cron: str, timezone: str, after: datetime) -> datetime:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 import httpx
@@ -112,7 +113,7 @@ class StepRunner:
                     run_child=at.run_child(state) if at.run_child is not None else None,
                 )
                 output = await stoppable(
-                    at.halt, _timed(step_type.run(parsed, ctx), spec.timeoutMs)
+                    at.halt, _timed(partial(step_type.run, parsed, ctx), spec.timeoutMs)
                 )
                 stored_output = self.secrets.redact(jsonable(output))
             except (StepStopped, LeaseLost, asyncio.CancelledError):
@@ -155,12 +156,14 @@ class StepRunner:
         return rendered, stored
 
 
-async def _timed(awaitable: Awaitable[T], timeout_ms: int | None) -> T:
+async def _timed(start: Callable[[], Awaitable[T]], timeout_ms: int | None) -> T:
+    """`start()` awaited within the step's timeout. The step's coroutine is made only once this
+    one runs, so a step stopped before it began leaves no coroutine behind un-awaited."""
     if timeout_ms is None:
-        return await awaitable
+        return await start()
     try:
         async with asyncio.timeout(timeout_ms / 1000):
-            return await awaitable
+            return await start()
     except TimeoutError:
         raise StepTimeout(f"Step timed out after {timeout_ms} ms") from None
 

@@ -30,6 +30,7 @@ __all__ = [
     "Resolver",
     "blocked_reason",
     "check_destination",
+    "check_host_name",
     "make_http_client",
     "parse_allowlist",
     "resolve_host",
@@ -48,10 +49,15 @@ _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 @dataclass(frozen=True)
 class Allowlist:
-    """Destinations exempt from the guard: host names and IP networks."""
+    """Destinations exempt from the guard: host names and IP networks.
+
+    With `only` (HTTP_ALLOWLIST_ONLY) they are the only destinations: everything else is
+    blocked, public addresses included.
+    """
 
     hosts: frozenset[str] = frozenset()
     networks: tuple[IPNetwork, ...] = ()
+    only: bool = False
 
     def allows_host(self, host: str) -> bool:
         """True if `host` (a URL host name) is allowlisted by name."""
@@ -68,11 +74,11 @@ class Allowlist:
         )
 
 
-def parse_allowlist(entries: Iterable[str] | Allowlist) -> Allowlist:
+def parse_allowlist(entries: Iterable[str] | Allowlist, *, only: bool = False) -> Allowlist:
     """Split allowlist entries into IPs/CIDR networks and host names.
 
     Anything that parses as an IP address or network is one; everything else is a host name,
-    matched exactly and case-insensitively.
+    matched exactly and case-insensitively. `only`: nothing but these may be contacted.
     """
     if isinstance(entries, Allowlist):
         return entries
@@ -87,7 +93,7 @@ def parse_allowlist(entries: Iterable[str] | Allowlist) -> Allowlist:
             networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
         except ValueError:
             hosts.add(_normalise_host(entry))
-    return Allowlist(frozenset(hosts), tuple(networks))
+    return Allowlist(frozenset(hosts), tuple(networks), only)
 
 
 def blocked_reason(ip: IPAddress) -> str | None:
@@ -124,8 +130,9 @@ def check_destination(
     """Raise BlockedDestination unless `host` and every one of its `addresses` may be contacted.
 
     The host name being allowlisted allows all its addresses; otherwise each address must be
-    public or inside an allowlisted network. Checking every address (not just the first) means a
-    name that resolves to both a public and a private address is refused.
+    public or inside an allowlisted network (with `only`: inside an allowlisted network).
+    Checking every address (not just the first) means a name that resolves to both a public and
+    a private address is refused.
     """
     allow = parse_allowlist(allowlist)
     if not addresses:
@@ -141,13 +148,30 @@ def check_destination(
             ) from None
         if allow.allows_address(ip):
             continue
+        via = "" if _same_host(host, address) else f"{host} -> "
+        if allow.only:
+            raise BlockedDestination(_not_listed(f"{via}{address}"))
         reason = blocked_reason(ip)
         if reason is not None:
-            via = "" if _same_host(host, address) else f"{host} -> "
             raise BlockedDestination(
                 f"Blocked destination {via}{address} ({reason}); "
                 "add it to HTTP_ALLOWLIST to allow it"
             )
+
+
+def check_host_name(host: str, allowlist: Iterable[str] | Allowlist) -> None:
+    """Raise BlockedDestination if `host` cannot pass whatever it resolves to, so it need not
+    be resolved at all: with `only`, a name that is not listed when no network is either."""
+    allow = parse_allowlist(allowlist)
+    if allow.only and not allow.networks and not allow.allows_host(host):
+        raise BlockedDestination(_not_listed(host))
+
+
+def _not_listed(destination: str) -> str:
+    return (
+        f"Blocked destination {destination}: not in HTTP_ALLOWLIST "
+        "(HTTP_ALLOWLIST_ONLY is on, so nothing else may be called)"
+    )
 
 
 async def resolve_host(host: str, port: int) -> list[str]:
@@ -185,6 +209,7 @@ class GuardedBackend(AsyncNetworkBackend):
     ) -> AsyncNetworkStream:
         """Resolve, check every address, then connect to the first checked address that answers."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        check_host_name(host, self._allowlist)  # before a DNS query tells anyone the name
         addresses = await self._resolve_within(host, port, timeout)
         check_destination(host, addresses, self._allowlist)
 
@@ -256,6 +281,7 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
 def make_http_client(
     allowlist: Sequence[str] = (),
     *,
+    allowlist_only: bool = False,
     timeout_s: float = 30.0,
     network_backend: AsyncNetworkBackend | None = None,
 ) -> httpx.AsyncClient:
@@ -263,11 +289,15 @@ def make_http_client(
 
     Redirects are not followed here: the caller follows them so each hop is a new, checked
     request. Environment proxies are ignored (trust_env=False) because a proxy would make the
-    connection on our behalf, bypassing the check. `network_backend` replaces the backend that
-    opens the (already checked) sockets; tests use it to observe connection attempts.
+    connection on our behalf, bypassing the check. `allowlist_only` (HTTP_ALLOWLIST_ONLY) blocks
+    every destination the allowlist does not name, public ones included. `network_backend`
+    replaces the backend that opens the (already checked) sockets; tests use it to observe
+    connection attempts.
     """
     return httpx.AsyncClient(
-        transport=GuardedTransport(allowlist, network_backend=network_backend),
+        transport=GuardedTransport(
+            parse_allowlist(allowlist, only=allowlist_only), network_backend=network_backend
+        ),
         trust_env=False,
         follow_redirects=False,
         timeout=timeout_s,

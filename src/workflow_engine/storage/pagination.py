@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, literal, tuple_
+
+from workflow_engine.ids import looks_like_id
 
 
 @dataclass(frozen=True)
@@ -22,14 +24,22 @@ class Cursor:
 
     @classmethod
     def decode(cls, token: str) -> Cursor:
-        """Parse a cursor from `nextCursor`; raises ValueError when it is not one."""
+        """Parse a cursor from `nextCursor`; raises ValueError when it is not one.
+
+        Only what `encode` could have made passes: an aware timestamp that has a UTC equivalent
+        (`0001-01-01T00:00:00+14:00` has none: it would be in year 0) and a row id.
+        """
         try:
             padded = token + "=" * (-len(token) % 4)
             created_at, row_id = json.loads(base64.urlsafe_b64decode(padded))
             parsed = datetime.fromisoformat(created_at)
+            if parsed.tzinfo is None:
+                raise ValueError("naive timestamp")
+            # What the databases compare with; OverflowError past year 1 or 9999.
+            parsed = parsed.astimezone(UTC)
         except Exception as exc:
             raise ValueError("invalid cursor") from exc
-        if parsed.tzinfo is None or not isinstance(row_id, str):
+        if not isinstance(row_id, str) or not looks_like_id(row_id):
             raise ValueError("invalid cursor")
         return cls(parsed, row_id)
 

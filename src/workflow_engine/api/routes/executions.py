@@ -2,28 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
-from fastapi import APIRouter, Query
+from typing import Any
 
 from workflow_engine.api import serialize
-from workflow_engine.api.deps import EngineDep, parse_cursor
+from workflow_engine.api.deps import (
+    CursorParam,
+    EngineDep,
+    ExecutionId,
+    Limit,
+    WorkflowFilter,
+    parse_cursor,
+)
+from workflow_engine.api.errors import responses
+from workflow_engine.api.routes import api_router
+from workflow_engine.api.schemas import (
+    CancelResult,
+    ExecutionDetail,
+    ExecutionList,
+    RerunStarted,
+)
 from workflow_engine.domain.status import ExecutionStatus
 from workflow_engine.errors import NotFound
 from workflow_engine.storage import executions as ex_store
 from workflow_engine.storage import workflows as wf_store
 from workflow_engine.storage.pagination import Cursor
 
-router = APIRouter(prefix="/api", tags=["executions"])
+router = api_router("executions")
 
 
-@router.get("/executions")
+@router.get("/executions", response_model=ExecutionList, responses=responses(400))
 async def list_executions(
     engine: EngineDep,
-    workflowId: str | None = None,
+    workflowId: WorkflowFilter = None,
     status: ExecutionStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: str | None = None,
+    limit: Limit = 50,
+    cursor: CursorParam = None,
 ) -> Any:
     """Newest first, paged by `nextCursor`."""
     async with engine.db.read() as conn:
@@ -44,8 +57,9 @@ async def list_executions(
     return {"executions": [serialize.execution(r) for r in rows], "nextCursor": next_cursor}
 
 
-@router.get("/executions/{execution_id}")
-async def get_execution(engine: EngineDep, execution_id: str) -> Any:
+@router.get("/executions/{execution_id}", response_model=ExecutionDetail, responses=responses(404))
+async def get_execution(engine: EngineDep, execution_id: ExecutionId) -> Any:
+    """The execution with its steps, logs and child executions."""
     async with engine.db.read() as conn:
         row = await ex_store.get_execution(conn, execution_id)
         steps = await ex_store.list_steps(conn, execution_id)
@@ -59,16 +73,26 @@ async def get_execution(engine: EngineDep, execution_id: str) -> Any:
     }
 
 
-@router.post("/executions/{execution_id}/cancel", status_code=202)
-async def cancel_execution(engine: EngineDep, execution_id: str) -> Any:
+@router.post(
+    "/executions/{execution_id}/cancel",
+    status_code=202,
+    response_model=CancelResult,
+    responses=responses(403, 404, 409),
+)
+async def cancel_execution(engine: EngineDep, execution_id: ExecutionId) -> Any:
     """Pending: cancelled at once. Running: its worker stops it (the status follows).
     Completed or failed: 409."""
     status = await engine.service.cancel(execution_id)
     return {"executionId": execution_id, "status": status}
 
 
-@router.post("/executions/{execution_id}/rerun", status_code=202)
-async def rerun_execution(engine: EngineDep, execution_id: str) -> Any:
+@router.post(
+    "/executions/{execution_id}/rerun",
+    status_code=202,
+    response_model=RerunStarted,
+    responses=responses(403, 404, 409),
+)
+async def rerun_execution(engine: EngineDep, execution_id: ExecutionId) -> Any:
     """A new execution that carries over the completed steps and starts at the failed one."""
     new_id = await engine.service.rerun(execution_id)
     return {"executionId": new_id, "status": ExecutionStatus.PENDING.value, "rerunOf": execution_id}

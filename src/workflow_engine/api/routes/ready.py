@@ -4,18 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from workflow_engine import readiness
 from workflow_engine.api.deps import EngineDep
+from workflow_engine.api.routes import api_router
+from workflow_engine.api.schemas import ErrorResponse, Ready
 
-router = APIRouter(prefix="/api", tags=["system"])
+# Open (api/middleware.py OPEN_PATHS): the route documents its own answers.
+router = api_router("system", open_routes=True)
 
 
 @router.get(
     "/ready",
-    responses={503: {"description": "A dependency did not answer: `detail` says which and why"}},
+    response_model=Ready,
+    responses={
+        503: {
+            "model": ErrorResponse,
+            "description": "A dependency did not answer: `detail` says which and why (the "
+            "body also holds `checks`, each dependency's `ok` or failure)",
+        }
+    },
 )
 async def ready(engine: EngineDep) -> Any:
     """Open without a token. 200 when the database answers (and Redis, in the distributed mode),

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from workflow_engine.api.deps import EngineDep
+from workflow_engine.api.routes import api_router
 
-router = APIRouter(prefix="/api", tags=["step types"])
+router = api_router("step types")
 
 
 class StepTypeInfo(BaseModel):

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-
 from workflow_engine.api.deps import EngineDep
+from workflow_engine.api.errors import COMMON
+from workflow_engine.api.routes import BEARER, api_router
+from workflow_engine.api.schemas import Health, QueueCounts
 
-router = APIRouter(prefix="/api", tags=["system"])
+# Health is open (api/middleware.py OPEN_PATHS), so each route says what it may answer.
+router = api_router("system", open_routes=True)
 
 
-@router.get("/health")
+@router.get("/health", response_model=Health)
 async def health(engine: EngineDep) -> Any:
     """Liveness, open without a token: the process answers. It checks nothing else, so that a
     database outage does not get healthy web processes restarted; `/api/ready` says whether the
@@ -19,8 +21,9 @@ async def health(engine: EngineDep) -> Any:
     return {"status": "ok", "mode": engine.mode}
 
 
-@router.get("/queues")
+@router.get("/queues", response_model=QueueCounts, responses=COMMON, dependencies=[BEARER])
 async def queues(engine: EngineDep) -> Any:
+    """Jobs per state in each queue."""
     return {
         "queues": {
             queue.name: await queue.counts()

@@ -4,22 +4,60 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Response
-from pydantic import BaseModel, ConfigDict, TypeAdapter
+from fastapi import Body, Header, Path, Response
 
 from workflow_engine.api import serialize
-from workflow_engine.api.deps import EngineDep, JsonObject, OptionalJson, parse_cursor
+from workflow_engine.api.deps import (
+    CursorParam,
+    EngineDep,
+    Limit,
+    TriggerId,
+    WorkflowRef,
+    parse_cursor,
+)
+from workflow_engine.api.errors import WRITE, responses
+from workflow_engine.api.routes import api_router
+from workflow_engine.api.schemas import (
+    EXECUTE_EXAMPLE,
+    TRIGGER_EXAMPLE,
+    WORKFLOW_EXAMPLE,
+    ExecuteRequest,
+    ExecutionStarted,
+    Trigger,
+    TriggerList,
+    VersionList,
+    Workflow,
+    WorkflowList,
+    WorkflowVersion,
+    examples,
+)
 from workflow_engine.domain.definition import TriggerDefinition, WorkflowDefinition
 from workflow_engine.storage import workflows as wf_store
 from workflow_engine.storage.pagination import Cursor
 
-router = APIRouter(prefix="/api", tags=["workflows"])
-_trigger = TypeAdapter(TriggerDefinition)
-
-
-class ExecuteRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    input: Any = None
+router = api_router("workflows")
+NOT_FOUND = responses(404)
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        description="Repeating a key returns the execution it started (Idempotent-Replayed: "
+        "true) instead of starting another",
+    ),
+]
+# Optional: no body (or `null`) is `{"input": {}}`.
+ExecuteBody = Annotated[
+    ExecuteRequest, Body(openapi_examples=examples("Run with an input", EXECUTE_EXAMPLE))
+]
+Document = Annotated[
+    WorkflowDefinition,
+    Body(openapi_examples=examples("The document of DESIGN.md section 4", WORKFLOW_EXAMPLE)),
+]
+TriggerDocument = Annotated[
+    TriggerDefinition,
+    Body(openapi_examples=examples("Weekdays at 9 in Paris", TRIGGER_EXAMPLE)),
+]
 
 
 async def _workflow_body(engine: EngineDep, id_or_name: str) -> dict[str, Any]:
@@ -34,21 +72,36 @@ async def _workflow_body(engine: EngineDep, id_or_name: str) -> dict[str, Any]:
     return serialize.workflow(row, version=version, triggers=triggers)
 
 
-@router.post("/workflows", status_code=201)
-async def create_workflow(engine: EngineDep, document: JsonObject) -> Any:
+# `response_model_exclude_unset`: keys serialize.py leaves out (a workflow's `version` before
+# it has one, a trigger's settings its type has not) stay out.
+
+
+@router.post(
+    "/workflows",
+    status_code=201,
+    response_model=Workflow,
+    response_model_exclude_unset=True,
+    responses={**WRITE, **responses(409)},
+)
+async def create_workflow(engine: EngineDep, document: Document) -> Any:
     """Create a workflow from a whole document (its version 1)."""
-    definition = WorkflowDefinition.model_validate(document)
-    workflow_id = await engine.service.create_workflow(definition)
+    workflow_id = await engine.service.create_workflow(document)
     return await _workflow_body(engine, workflow_id)
 
 
-@router.get("/workflows")
+@router.get(
+    "/workflows",
+    response_model=WorkflowList,
+    response_model_exclude_unset=True,
+    responses=responses(400),
+)
 async def list_workflows(
     engine: EngineDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: str | None = None,
+    limit: Limit = 50,
+    cursor: CursorParam = None,
     includeArchived: bool = False,
 ) -> Any:
+    """Newest first, paged by `nextCursor`."""
     async with engine.db.read() as conn:
         rows = await wf_store.list_workflows(
             conn, limit=limit, cursor=parse_cursor(cursor), include_archived=includeArchived
@@ -57,38 +110,57 @@ async def list_workflows(
     return {"workflows": [serialize.workflow(r) for r in rows], "nextCursor": next_cursor}
 
 
-@router.get("/workflows/{workflow_id}")
-async def get_workflow(engine: EngineDep, workflow_id: str) -> Any:
+@router.get(
+    "/workflows/{workflow_id}",
+    response_model=Workflow,
+    response_model_exclude_unset=True,
+    responses=NOT_FOUND,
+)
+async def get_workflow(engine: EngineDep, workflow_id: WorkflowRef) -> Any:
     """A workflow by id or name, with its active definition and triggers."""
     return await _workflow_body(engine, workflow_id)
 
 
-@router.put("/workflows/{workflow_id}")
-async def update_workflow(engine: EngineDep, workflow_id: str, document: JsonObject) -> Any:
+@router.put(
+    "/workflows/{workflow_id}",
+    response_model=Workflow,
+    response_model_exclude_unset=True,
+    responses={**WRITE, **responses(404, 409)},
+)
+async def update_workflow(engine: EngineDep, workflow_id: WorkflowRef, document: Document) -> Any:
     """Save a whole document as a new version; running executions keep theirs."""
-    definition = WorkflowDefinition.model_validate(document)
-    saved_id = await engine.service.update_workflow(workflow_id, definition)
+    saved_id = await engine.service.update_workflow(workflow_id, document)
     return await _workflow_body(engine, saved_id)
 
 
-@router.delete("/workflows/{workflow_id}")
-async def archive_workflow(engine: EngineDep, workflow_id: str) -> Any:
+@router.delete(
+    "/workflows/{workflow_id}",
+    response_model=Workflow,
+    response_model_exclude_unset=True,
+    responses=responses(403, 404),
+)
+async def archive_workflow(engine: EngineDep, workflow_id: WorkflowRef) -> Any:
     """Archive: no new executions, schedules off; history is kept."""
     archived_id = await engine.service.archive_workflow(workflow_id)
     return await _workflow_body(engine, archived_id)
 
 
-@router.get("/workflows/{workflow_id}/versions")
-async def list_versions(engine: EngineDep, workflow_id: str) -> Any:
+@router.get("/workflows/{workflow_id}/versions", response_model=VersionList, responses=NOT_FOUND)
+async def list_versions(engine: EngineDep, workflow_id: WorkflowRef) -> Any:
+    """Every saved version, oldest first."""
     async with engine.db.read() as conn:
         row = await wf_store.get_workflow(conn, workflow_id)
         versions = await wf_store.list_versions(conn, row["id"])
     return {"versions": [serialize.version(v) for v in versions]}
 
 
-@router.get("/workflows/{workflow_id}/versions/{number}")
+@router.get(
+    "/workflows/{workflow_id}/versions/{number}",
+    response_model=WorkflowVersion,
+    responses=NOT_FOUND,
+)
 async def get_version(
-    engine: EngineDep, workflow_id: str, number: Annotated[int, Path(ge=1, le=2**31 - 1)]
+    engine: EngineDep, workflow_id: WorkflowRef, number: Annotated[int, Path(ge=1, le=2**31 - 1)]
 ) -> Any:
     async with engine.db.read() as conn:
         row = await wf_store.get_workflow(conn, workflow_id)
@@ -96,47 +168,76 @@ async def get_version(
     return serialize.version(version)
 
 
-@router.get("/workflows/{workflow_id}/triggers")
-async def list_triggers(engine: EngineDep, workflow_id: str) -> Any:
+@router.get(
+    "/workflows/{workflow_id}/triggers",
+    response_model=TriggerList,
+    response_model_exclude_unset=True,
+    responses=NOT_FOUND,
+)
+async def list_triggers(engine: EngineDep, workflow_id: WorkflowRef) -> Any:
     async with engine.db.read() as conn:
         row = await wf_store.get_workflow(conn, workflow_id)
         triggers = await wf_store.list_triggers(conn, row["id"])
     return {"triggers": [serialize.trigger(t) for t in triggers]}
 
 
-@router.post("/workflows/{workflow_id}/triggers", status_code=201)
-async def add_trigger(engine: EngineDep, workflow_id: str, document: JsonObject) -> Any:
-    trigger_id = await engine.service.add_trigger(workflow_id, _trigger.validate_python(document))
+@router.post(
+    "/workflows/{workflow_id}/triggers",
+    status_code=201,
+    response_model=Trigger,
+    response_model_exclude_unset=True,
+    responses={**WRITE, **responses(404, 409)},
+)
+async def add_trigger(
+    engine: EngineDep, workflow_id: WorkflowRef, document: TriggerDocument
+) -> Any:
+    trigger_id = await engine.service.add_trigger(workflow_id, document)
     async with engine.db.read() as conn:
         return serialize.trigger(await wf_store.get_trigger(conn, trigger_id))
 
 
-@router.put("/triggers/{trigger_id}")
-async def update_trigger(engine: EngineDep, trigger_id: str, document: JsonObject) -> Any:
-    await engine.service.update_trigger(trigger_id, _trigger.validate_python(document))
+@router.put(
+    "/triggers/{trigger_id}",
+    response_model=Trigger,
+    response_model_exclude_unset=True,
+    responses={**WRITE, **responses(404, 409)},
+)
+async def update_trigger(
+    engine: EngineDep, trigger_id: TriggerId, document: TriggerDocument
+) -> Any:
+    await engine.service.update_trigger(trigger_id, document)
     async with engine.db.read() as conn:
         return serialize.trigger(await wf_store.get_trigger(conn, trigger_id))
 
 
-@router.delete("/triggers/{trigger_id}", status_code=204)
-async def delete_trigger(engine: EngineDep, trigger_id: str) -> Response:
+@router.delete(
+    "/triggers/{trigger_id}",
+    status_code=204,
+    response_class=Response,
+    responses=responses(403, 404),
+)
+async def delete_trigger(engine: EngineDep, trigger_id: TriggerId) -> Response:
     await engine.service.delete_trigger(trigger_id)
     return Response(status_code=204)
 
 
-@router.post("/workflows/{workflow_id}/execute", status_code=202)
+@router.post(
+    "/workflows/{workflow_id}/execute",
+    status_code=202,
+    response_model=ExecutionStarted,
+    responses={**WRITE, **responses(404, 409)},
+)
 async def execute(
     engine: EngineDep,
-    workflow_id: str,
+    workflow_id: WorkflowRef,
     response: Response,
-    body: OptionalJson,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
+    body: ExecuteBody = ExecuteRequest(),
+    idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Queue an execution of the workflow's active version; answers at once with its id."""
-    request = ExecuteRequest.model_validate(body if body is not None else {})
     started = await engine.service.execute(
         workflow_id,
-        request.input if request.input is not None else {},
+        body.input if body.input is not None else {},
         idempotency_key=idempotency_key,
     )
     if not started.created:
@@ -144,19 +245,23 @@ async def execute(
     return {"executionId": started.execution_id, "status": started.status}
 
 
-@router.post("/triggers/{trigger_id}/fire", status_code=202)
+@router.post(
+    "/triggers/{trigger_id}/fire",
+    status_code=202,
+    response_model=ExecutionStarted,
+    responses={**WRITE, **responses(404, 409)},
+)
 async def fire_trigger(
     engine: EngineDep,
-    trigger_id: str,
+    trigger_id: TriggerId,
     response: Response,
-    body: OptionalJson,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
+    body: ExecuteBody = ExecuteRequest(),
+    idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Call a `webhook` (or `manual`) trigger: body `{"input": ...}` as for execute."""
-    request = ExecuteRequest.model_validate(body if body is not None else {})
     started = await engine.service.fire_trigger(
         trigger_id,
-        request.input if request.input is not None else {},
+        body.input if body.input is not None else {},
         idempotency_key=idempotency_key,
     )
     if not started.created:

@@ -1,0 +1,277 @@
+"""What the API answers, as pydantic models, so `/openapi.json` documents every response.
+
+The routes build their bodies with `serialize.py` (rows to camelCase dicts); these models
+describe those dicts field for field, in the same order, so validating a body through its model
+changes no byte of it. The request bodies are `domain/definition.py`'s models (a workflow
+document, a trigger) and `ExecuteRequest` here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
+
+from workflow_engine.domain.status import ExecutionStatus, StepStatus
+
+Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+"""ISO 8601 in UTC, e.g. `2026-01-02T03:04:05.678000Z`."""
+
+Json = Annotated[Any, Field(description="Any JSON value")]
+
+Document = Annotated[
+    dict[str, Any],
+    # The document as saved (`WorkflowDefinition.document()`: a valid body for
+    # `POST /api/workflows`), returned as stored and never validated again, so that a version
+    # saved under older rules can always be read.
+    Field(
+        title="SavedDocument",
+        description="The workflow document as saved: a WorkflowDefinition",
+    ),
+]
+
+# A key a body has or leaves out, never null: `X | Absent = None` documents it as an optional X.
+Absent = SkipJsonSchema[None]
+
+
+class _Response(BaseModel):
+    # Extra keys pass through unchanged: a body is never cut short by its model.
+    model_config = ConfigDict(extra="allow")
+
+
+# --- requests ------------------------------------------------------------------------------------
+
+
+class ExecuteRequest(BaseModel):
+    """Body of `POST /api/workflows/{id}/execute` and `POST /api/triggers/{id}/fire`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: Json = Field(
+        default=None, description="What the steps' templates read as `input` (default `{}`)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_no_body(cls, data: Any) -> Any:
+        # A `null` body has always meant what no body means.
+        return {} if data is None else data
+
+
+# Shown in /docs and sent by API fuzzers first: the document of DESIGN.md section 4.
+WORKFLOW_EXAMPLE: dict[str, Any] = {
+    "name": "enrich-lead",
+    "description": "optional",
+    "retryMaxAttempts": 3,
+    "retryBackoffMs": 1000,
+    "timeoutMs": 300000,
+    "steps": [
+        {
+            "key": "greet",
+            "name": "Greet",
+            "type": "transform",
+            "config": {"output": {"message": "Hello {{ input.name }}", "raw": "{{ input }}"}},
+        },
+        {"key": "pause", "type": "delay", "config": {"ms": 100}},
+        {
+            "key": "call",
+            "type": "http",
+            "if": "{{ input.call }}",
+            "retryMaxAttempts": 5,
+            "timeoutMs": 10000,
+            "config": {
+                "method": "POST",
+                "url": "https://api.example.com/x",
+                "json": {"m": "{{ steps.greet.output.message }}"},
+            },
+        },
+    ],
+    "triggers": [{"type": "schedule", "cron": "*/5 * * * *", "timezone": "Europe/Paris"}],
+}
+TRIGGER_EXAMPLE: dict[str, Any] = {
+    "type": "schedule",
+    "cron": "0 9 * * 1-5",
+    "timezone": "Europe/Paris",
+    "input": {"name": "Ada"},
+}
+EXECUTE_EXAMPLE: dict[str, Any] = {"input": {"name": "Ada", "call": False}}
+
+
+def examples(summary: str, value: dict[str, Any]) -> dict[str, Any]:
+    """`openapi_examples` of a request body: one example."""
+    return {"example": {"summary": summary, "value": value}}
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+class FieldError(BaseModel):
+    loc: str = Field(description="Where, as a dotted path (`steps.1.type`); empty: the body")
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    """Every error the API answers (400, 401, 403, 404, 409, 413, 415, 422, 503)."""
+
+    detail: str = Field(description="What is wrong, in a sentence a person can act on")
+    errors: list[FieldError] | Absent = Field(
+        default=None, description="For invalid values (422): one entry per field; else absent"
+    )
+
+
+# --- workflows -----------------------------------------------------------------------------------
+
+
+class Trigger(_Response):
+    """A trigger; its type's settings (`cron`, `timezone`, `input` for a schedule) sit beside
+    the common fields."""
+
+    id: str
+    workflowId: str
+    type: str = Field(description="`schedule`, `manual` or `webhook`")
+    enabled: bool
+    cron: str | Absent = Field(default=None, description="schedule: cron, 5 or 6 fields")
+    timezone: str | Absent = Field(default=None, description="schedule: IANA timezone")
+    input: dict[str, Any] | Absent = Field(default=None, description="schedule: the input")
+    createdAt: Timestamp
+    updatedAt: Timestamp
+
+
+class TriggerList(_Response):
+    triggers: list[Trigger]
+
+
+class WorkflowSummary(_Response):
+    id: str
+    name: str
+    description: str | None
+    activeVersionId: str | None
+    createdAt: Timestamp
+    updatedAt: Timestamp
+    archivedAt: Timestamp | None
+
+
+class Workflow(WorkflowSummary):
+    """A workflow with its active version's document and its triggers."""
+
+    version: int | Absent = Field(default=None, description="Number of the active version")
+    definition: Document | Absent = Field(default=None, description="The active version's document")
+    triggers: list[Trigger] | Absent = None
+
+
+class WorkflowList(_Response):
+    workflows: list[WorkflowSummary] = Field(description="Newest first")
+    nextCursor: str | None = Field(description="Pass as `cursor` for the next page; null: last")
+
+
+class WorkflowVersion(_Response):
+    id: str
+    workflowId: str
+    version: int
+    definition: Document
+    createdAt: Timestamp
+
+
+class VersionList(_Response):
+    versions: list[WorkflowVersion]
+
+
+# --- executions ----------------------------------------------------------------------------------
+
+
+class ExecutionStarted(_Response):
+    """Answer of execute and fire (202): the execution is queued (or, for a repeated
+    `Idempotency-Key`, the execution that key started, with its current status)."""
+
+    executionId: str
+    status: ExecutionStatus
+
+
+class RerunStarted(ExecutionStarted):
+    rerunOf: str = Field(description="The execution this one re-runs")
+
+
+class CancelResult(_Response):
+    executionId: str
+    status: ExecutionStatus = Field(description="`cancelled`, or `running` until its worker stops")
+
+
+class Execution(_Response):
+    id: str
+    workflowId: str
+    workflowVersionId: str
+    triggerId: str | None
+    status: ExecutionStatus
+    input: Json
+    output: Json
+    error: str | None
+    startedAt: Timestamp | None
+    completedAt: Timestamp | None
+    durationMs: int | None
+    retryCount: int
+    createdAt: Timestamp
+    rerunOfId: str | None
+    parentExecutionId: str | None
+    parentStepKey: str | None
+    cancelRequestedAt: Timestamp | None
+
+
+class ExecutionStep(_Response):
+    id: str
+    stepId: str | None
+    stepKey: str
+    position: int
+    status: StepStatus
+    input: Json
+    output: Json
+    error: str | None
+    startedAt: Timestamp | None
+    completedAt: Timestamp | None
+    durationMs: int | None
+    retryCount: int
+
+
+class ExecutionLog(_Response):
+    id: str
+    level: str = Field(description="`info`, `warn`, `error` or `debug`")
+    message: str
+    metadata: Json
+    timestamp: Timestamp
+
+
+class ExecutionDetail(Execution):
+    """An execution with its steps (a map's items after it), logs and child executions."""
+
+    steps: list[ExecutionStep]
+    logs: list[ExecutionLog]
+    children: list[Execution]
+
+
+class ExecutionList(_Response):
+    executions: list[Execution] = Field(description="Newest first")
+    nextCursor: str | None = Field(description="Pass as `cursor` for the next page; null: last")
+
+
+# --- system --------------------------------------------------------------------------------------
+
+
+class Health(_Response):
+    """The process answers (liveness); `/api/ready` says whether its dependencies do."""
+
+    status: str = Field(description="`ok`")
+    mode: str = Field(description="`embedded` or `distributed`")
+
+
+class Ready(_Response):
+    """The database (and Redis, in the distributed mode) answer."""
+
+    status: str = Field(description="`ready`")
+    mode: str = Field(description="`embedded` or `distributed`")
+    checks: dict[str, str] = Field(description="Each dependency: `ok`")
+
+
+class QueueCounts(_Response):
+    queues: dict[str, dict[str, int]] = Field(
+        description="Per queue (`workflow-dispatch`, `workflow-execution`): jobs per state"
+    )
