@@ -26,6 +26,7 @@ from workflow_engine.errors import ConfigurationError
 from workflow_engine.events.bus import EventBus, LocalEventBus
 from workflow_engine.events.redis_bus import RedisEventBus
 from workflow_engine.net.guard import make_http_client
+from workflow_engine.private_hooks import check_sqlalchemy_sqlite
 from workflow_engine.queue.base import (
     DISPATCH_OPTIONS,
     DISPATCH_QUEUE,
@@ -140,6 +141,10 @@ async def build(settings: Settings, *, registry: StepRegistry | None = None) -> 
     """
     if registry is None:
         registry = load_registry(settings.step_modules)
+    if not settings.redis_url and settings.resolved_database_url.startswith("sqlite"):
+        # The embedded mode's SQLite runs through storage/sqlite_inline.py, which imitates what
+        # SQLAlchemy's adapter reaches into: refuse to start on a version where that changed.
+        check_sqlalchemy_sqlite()
     db = Database(
         settings.resolved_database_url,
         pool_size=settings.db_pool_size,

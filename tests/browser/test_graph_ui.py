@@ -240,7 +240,7 @@ def test_map_items_collapse_and_a_workflow_step_links_to_its_child(page: Any, se
     page.wait_for_url(re.compile(f".*/executions/{child_id}$"))
     parent = page.locator("#parent-link")
     assert re.search(
-        r"Started by step enrich of execution \w{8}… \(crawl-site\)", parent.inner_text()
+        r"Started by step enrich of execution …\w{8} \(crawl-site\)", parent.inner_text()
     )
     parent.locator("a").click()
     page.wait_for_url(re.compile(f".*/executions/{execution_id}$"))

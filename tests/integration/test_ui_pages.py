@@ -75,7 +75,8 @@ async def test_login_cookie_pages_and_api(db_url: str, start_engine: StartEngine
         assert detail.status_code == 200 and 'data-status="completed"' in detail.text
         page = await browser.get(f"/workflows/{created.json()['id']}")
         assert "Test panel" in page.text and "Recent Executions" in page.text
-        assert execution_id[:8] in page.text
+        # The id's random tail, not its time prefix (issue 12, point 7), and the whole id to copy.
+        assert f"…{execution_id[-8:]}" in page.text and f'data-copy="{execution_id}"' in page.text
         assert (await browser.get("/executions/nope")).status_code == 404
         logout = await browser.post("/logout")
         assert logout.status_code == 303 and (await browser.get("/workflows")).status_code == 303

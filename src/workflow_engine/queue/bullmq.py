@@ -16,10 +16,12 @@ from typing import Any
 
 from bullmq import Queue as BullQueue
 from bullmq import Worker as BullWorker
+from bullmq.backends.redis_backend import RedisBackend
 from bullmq.custom_errors import DelayedError
 
 from workflow_engine.batching import Batcher
 from workflow_engine.errors import Delay
+from workflow_engine.private_hooks import Hook, check
 from workflow_engine.queue.base import Handler, Job, JobQueue, QueueOptions
 
 log = logging.getLogger(__name__)
@@ -28,9 +30,47 @@ CLOSE_SLACK_S = 5.0
 COUNT_STATES = ("waiting", "active", "delayed", "completed", "failed")
 
 
+def check_hooks() -> None:
+    """Raise ConfigurationError (naming bullmq's version and what changed) when the installed
+    bullmq lacks what `_LeanWorker` overrides or relies on. Run when a BullMQQueue is made."""
+    check(
+        "bullmq",
+        [
+            # The run loop calls these two per slot: our overrides are reached through them.
+            Hook(
+                BullWorker,
+                "run",
+                uses=("self.getNextJob(token)", "self.processJob(job, job.token)"),
+            ),
+            Hook(BullWorker, "getNextJob", params=("self", "token")),
+            # It completes a job through the worker's backend, where _FetchOnCompletion sits.
+            Hook(
+                BullWorker,
+                "processJob",
+                params=("self", "job", "token"),
+                uses=("self.backend.moveToCompleted(",),
+            ),
+            Hook(
+                BullWorker,
+                "nextJobFromJobData",
+                params=("self", "job_data", "job_id", "limit_until", "delay_until", "token"),
+            ),
+            Hook(BullWorker, "__init__", uses=("self.backend =", "self.closing =")),
+            Hook(
+                RedisBackend,
+                "moveToCompleted",
+                params=("self", "job", "return_value", "remove_on_complete", "token", "fetch_next"),
+                uses=('"result": result',),
+            ),
+        ],
+        used_by="queue/bullmq.py (_LeanWorker)",
+    )
+
+
 class _LeanWorker(BullWorker):  # type: ignore[misc]
-    """bullmq's Worker with fewer Redis calls per job (bullmq is pinned in requirements.txt;
-    `getNextJob` and `processJob` are the hooks its run loop calls).
+    """bullmq's Worker with fewer Redis calls per job (bullmq is pinned exactly in pyproject.toml
+    and `check_hooks` says at start-up when what we override has changed; `getNextJob` and
+    `processJob` are the hooks its run loop calls).
 
     One fetch at a time: bullmq's run loop starts a fetch (a `moveToActive` script) for every
     free slot at once. When the queue holds fewer jobs than there are free slots, all but one
@@ -110,6 +150,7 @@ class BullMQQueue(JobQueue):
         job_timeout_ms: int,
         lock_ms: int = 30_000,
     ) -> None:
+        check_hooks()  # before anything connects: a bullmq upgrade that broke them stops here
         super().__init__(name, options)
         self.redis_url = redis_url
         self.job_timeout_ms = job_timeout_ms

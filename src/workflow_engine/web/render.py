@@ -66,11 +66,26 @@ def iso(value: datetime | None) -> str:
     return value.isoformat().replace("+00:00", "Z") if value else ""
 
 
+# Ids are UUIDv7: the first 12 hex digits are the creation time in milliseconds, so a prefix reads
+# the same for every row created within a minute. The tail is random: people tell rows apart by it.
+SHORT_ID_CHARS = 8
+
+
+def short_id(value: str | None) -> str:
+    """'…e7da6f21' for '01a22bf8-e83f-7e35-b592-c7a5e7da6f21': the id's random tail (static/app.js
+    `WE.shortId` says the same in the browser)."""
+    if not value:
+        return ""
+    return value if len(value) <= SHORT_ID_CHARS else "…" + value[-SHORT_ID_CHARS:]
+
+
 def pretty(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
 
 
-templates.env.filters.update(duration=duration, relative=relative, absolute=absolute, iso=iso)
+templates.env.filters.update(
+    duration=duration, relative=relative, absolute=absolute, iso=iso, short_id=short_id
+)
 templates.env.filters["pretty"] = pretty
 
 

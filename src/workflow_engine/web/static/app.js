@@ -69,6 +69,58 @@ const WE = (() => {
 
   function pretty(value) { return JSON.stringify(value, null, 2); }
 
+  // Ids are UUIDv7: their first 12 hex digits are the creation time, the same for every row
+  // created within a minute, so people read the random tail (render.py `short_id` does the same).
+  const SHORT_ID_CHARS = 8;
+  function shortId(id) {
+    if (!id) return "";
+    return id.length <= SHORT_ID_CHARS ? id : "…" + id.slice(-SHORT_ID_CHARS);
+  }
+
+  function copyButton(id) {
+    const button = document.createElement("button");
+    button.type = "button"; button.className = "copy-id"; button.dataset.copy = id;
+    button.title = "Copy the full id"; button.setAttribute("aria-label", "Copy the full id " + id);
+    return button;
+  }
+
+  // The id's tail (a link when href is given), the whole id in the tooltip, a copy button: the
+  // markup of macros.html `id_ref`.
+  function idRef(id, href) {
+    const wrap = document.createElement("span");
+    wrap.className = "id-ref";
+    const text = document.createElement(href ? "a" : "span");
+    text.className = "mono"; text.title = id; text.textContent = shortId(id);
+    if (href) text.href = href;
+    wrap.append(text, copyButton(id));
+    return wrap;
+  }
+
+  async function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) {
+      try { await navigator.clipboard.writeText(text); return true; } catch (_) { /* below */ }
+    }
+    // Plain http on another host is not a secure context: the old way still works there.
+    const area = document.createElement("textarea");
+    area.value = text; area.setAttribute("readonly", ""); area.style.position = "fixed"; area.style.opacity = "0";
+    document.body.append(area); area.select();
+    let done = false;
+    try { done = document.execCommand("copy"); } catch (_) { done = false; }
+    area.remove();
+    return done;
+  }
+
+  // One listener for every copy button, present or added later by a live update.
+  document.addEventListener("click", async (event) => {
+    const button = event.target.closest && event.target.closest("button.copy-id");
+    if (!button) return;
+    event.preventDefault(); event.stopPropagation();
+    const ok = await copyText(button.dataset.copy);
+    button.dataset.copied = ok ? "yes" : "no";
+    button.title = ok ? "Copied" : "Could not copy: select the id in the tooltip";
+    setTimeout(() => { delete button.dataset.copied; button.title = "Copy the full id"; }, 1500);
+  });
+
   function connect(onConnect) {
     // Same origin: the session cookie authenticates the socket, like the pages.
     const socket = io({ path: "/api/socket", transports: ["websocket", "polling"] });
@@ -85,5 +137,5 @@ const WE = (() => {
     return socket;
   }
 
-  return { api, duration, relative, absolute, timeEl, badge, setStatus, pretty, connect, FINAL };
+  return { api, duration, relative, absolute, timeEl, badge, setStatus, pretty, connect, shortId, idRef, copyButton, FINAL };
 })();

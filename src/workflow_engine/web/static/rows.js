@@ -7,16 +7,16 @@ const Rows = (() => {
   function make(id, workflowCell, status, createdIso) {
     const tr = document.createElement("tr");
     tr.dataset.executionId = id; tr.dataset.status = status; tr.classList.add("fresh");
-    const link = document.createElement("a");
-    link.className = "mono"; link.href = "/executions/" + id; link.textContent = id.slice(0, 8) + "…";
-    const cells = [link];
-    if (workflowCell) cells.push(workflowCell);
+    const idCell = document.createElement("td"); idCell.append(WE.idRef(id, "/executions/" + id));
+    const cells = [idCell];
+    if (workflowCell) {
+      const td = document.createElement("td"); td.dataset.field = "workflow"; td.append(workflowCell); cells.push(td);
+    }
     const statusCell = document.createElement("td"); statusCell.dataset.field = "status"; statusCell.append(WE.badge(status));
     const created = document.createElement("td"); created.dataset.field = "created"; created.append(WE.timeEl(createdIso));
     const dur = document.createElement("td"); dur.dataset.field = "duration"; dur.className = "num"; dur.textContent = "—";
     const err = document.createElement("td"); err.dataset.field = "error"; err.className = "error-cell";
-    for (const c of cells) { const td = document.createElement("td"); td.append(c); tr.append(td); }
-    tr.append(statusCell, created, dur, err);
+    tr.append(...cells, statusCell, created, dur, err);
     return tr;
   }
 

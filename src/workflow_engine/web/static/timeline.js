@@ -200,7 +200,10 @@ const Timeline = (() => {
     const box = li && field(li, "child");
     if (!box || !executionId) return;
     field(li, "child-link").href = "/executions/" + executionId;
-    field(li, "child-id").textContent = executionId.slice(0, 8) + "…";
+    const shown = field(li, "child-id");
+    shown.textContent = WE.shortId(executionId); shown.title = executionId;
+    const copy = box.querySelector("button.copy-id");
+    if (copy) { copy.dataset.copy = executionId; copy.setAttribute("aria-label", "Copy the full id " + executionId); }
     box.hidden = false;
   }
 

@@ -67,8 +67,7 @@
     steps.hidden = false; result.textContent = ""; delete result.dataset.status;
     steps.querySelectorAll("li").forEach((li) => { li.dataset.status = "pending"; WE.setStatus(li.querySelector('[data-field="status"]'), "pending"); li.querySelector('[data-field="duration"]').textContent = ""; });
     started.replaceChildren(document.createTextNode("Started "));
-    const link = document.createElement("a"); link.href = "/executions/" + testExecution; link.textContent = testExecution.slice(0, 8) + "…";
-    started.append(link);
+    started.append(WE.idRef(testExecution, "/executions/" + testExecution));
     addRow(testExecution, "pending", new Date().toISOString());
     // Its own ordered stream with catch-up: whatever ran before this line is replayed.
     if (socket) socket.emit("subscribe", { executionId: testExecution, afterSeq: 0 });
