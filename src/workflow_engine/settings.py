@@ -56,10 +56,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     secrets_prefix: str = "WORKFLOW_SECRET_"
 
-    # The port each `workflow-engine workers` process serves its Prometheus metrics on: reserved
-    # for that endpoint (docker-compose.yml and deploy/kubernetes/ publish it).
+    # The port each `workflow-engine workers` process serves `GET /metrics` on (Prometheus), bound
+    # on HOST; docker-compose.yml and deploy/kubernetes/ publish it. `serve` answers /metrics on
+    # its own port.
     metrics_port: int = Field(
-        default=9464, ge=1, le=65535, description="Port of a workers process's metrics endpoint"
+        default=9464,
+        ge=0,
+        le=65535,
+        description="Port of a workers process's metrics endpoint (0: none)",
     )
 
     step_modules: Annotated[list[str], NoDecode] = Field(

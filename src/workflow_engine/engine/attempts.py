@@ -12,6 +12,7 @@ from typing import Any, Protocol, TypeVar
 import httpx
 from pydantic import ValidationError
 
+from workflow_engine import metrics
 from workflow_engine.domain.retry import RetryPolicy, decide
 from workflow_engine.engine import checkpoints as cp
 from workflow_engine.engine import templates
@@ -111,9 +112,8 @@ class StepRunner:
                     ),
                     run_child=at.run_child(state) if at.run_child is not None else None,
                 )
-                output = await stoppable(
-                    at.halt, _timed(step_type.run(parsed, ctx), spec.timeoutMs)
-                )
+                running = _timed(step_type.run(parsed, ctx), spec.timeoutMs)
+                output = await stoppable(at.halt, metrics.timed_step(spec.type, running))
                 stored_output = self.secrets.redact(jsonable(output))
             except (StepStopped, LeaseLost, asyncio.CancelledError):
                 raise
