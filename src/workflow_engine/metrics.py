@@ -24,6 +24,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     ProcessCollector,
+    disable_created_metrics,
     generate_latest,
 )
 
@@ -35,6 +36,8 @@ __all__ = ["CONTENT_TYPE_LATEST", "REGISTRY", "render", "start_server"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# No `*_created` series beside every counter and histogram (noise for Prometheus).
+disable_created_metrics()  # type: ignore[no-untyped-call]
 REGISTRY = CollectorRegistry()
 """Ours alone (not prometheus_client's global one): what a scrape shows is exactly this list."""
 ProcessCollector(registry=REGISTRY)  # process_cpu_seconds_total, process_resident_memory_bytes...
@@ -88,6 +91,12 @@ HTTP_STEP_RESPONSES = Counter(
     ["status_class"],
     registry=REGISTRY,
 )
+
+# Known label values start at 0, so a rate over them is defined before the first event.
+for _reason in ("pending", "expired"):
+    RECONCILER_REQUEUED.labels(_reason)
+for _class in ("2xx", "3xx", "4xx", "5xx", "error"):
+    HTTP_STEP_RESPONSES.labels(_class)
 
 QUEUE_TIMEOUT_S = 1.0
 """How long a scrape waits for the queues' counts (Redis may be slow or down)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -66,10 +66,20 @@ class Settings(BaseSettings):
         description="Port of a workers process's metrics endpoint (0: none)",
     )
 
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="json: `serve` and `workers` print one JSON object per line (logs.py)",
+    )
+
     step_modules: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Modules whose STEP_TYPES list adds step types (steps/plugins.py)",
     )
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("cors_origins", "http_allowlist", "step_modules", mode="before")
     @classmethod
