@@ -75,7 +75,7 @@ ENV PATH=/opt/workflow-engine/bin:${PATH} \
 
 WORKDIR /var/lib/workflow-engine
 USER 10001:10001
-# 3000: serve (API, Socket.io, UI). 9464: reserved for the workers' metrics endpoint.
+# 3000: serve (API, Socket.io, UI). 9464: the workers' Prometheus metrics endpoint (GET /metrics).
 EXPOSE 3000 9464
 ENTRYPOINT ["workflow-engine"]
 CMD ["serve"]

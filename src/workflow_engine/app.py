@@ -17,7 +17,14 @@ from workflow_engine import bootstrap
 from workflow_engine.api import errors
 from workflow_engine.api.middleware import ApiGuard
 from workflow_engine.api.realtime import Realtime, SocketMount
-from workflow_engine.api.routes import executions, ready, step_types, system, workflows
+from workflow_engine.api.routes import (
+    executions,
+    metrics,
+    ready,
+    step_types,
+    system,
+    workflows,
+)
 from workflow_engine.domain.definition import WorkflowDefinition
 from workflow_engine.errors import ConfigurationError, StorageError, WorkflowEngineError
 from workflow_engine.settings import Settings
@@ -82,6 +89,7 @@ def create_app(
         step_types.router,
         system.router,
         ready.router,
+        metrics.router,
     ):
         app.include_router(router)
     render.install(app)

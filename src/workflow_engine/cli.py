@@ -17,6 +17,7 @@ import uvloop
 import yaml
 from pydantic import ValidationError
 
+from workflow_engine import logs
 from workflow_engine.errors import ConfigurationError
 from workflow_engine.settings import Settings
 
@@ -68,6 +69,7 @@ def serve(
     from workflow_engine.storage.db import async_url
 
     settings = _settings()
+    logs.configure(settings.log_format)
     if host:
         settings.host = host
     if port:
@@ -105,6 +107,7 @@ def serve(
             host=settings.host,
             port=settings.port,
             log_level="warning",
+            log_config=logs.uvicorn_log_config(settings.log_format),
             loop="uvloop",
             http="httptools",
             timeout_graceful_shutdown=max(1, settings.shutdown_grace_ms // 1000),
@@ -184,6 +187,7 @@ def workers(
     from workflow_engine.worker_process import run_workers
 
     settings = _settings()
+    logs.configure(settings.log_format)
     if not settings.redis_url:
         _fail(
             "workers need REDIS_URL (distributed mode). In the embedded mode `workflow-engine "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -61,16 +61,30 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     secrets_prefix: str = "WORKFLOW_SECRET_"
 
-    # The port each `workflow-engine workers` process serves its Prometheus metrics on: reserved
-    # for that endpoint (docker-compose.yml and deploy/kubernetes/ publish it).
+    # The port each `workflow-engine workers` process serves `GET /metrics` on (Prometheus), bound
+    # on HOST; docker-compose.yml and deploy/kubernetes/ publish it. `serve` answers /metrics on
+    # its own port.
     metrics_port: int = Field(
-        default=9464, ge=1, le=65535, description="Port of a workers process's metrics endpoint"
+        default=9464,
+        ge=0,
+        le=65535,
+        description="Port of a workers process's metrics endpoint (0: none)",
+    )
+
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="json: `serve` and `workers` print one JSON object per line (logs.py)",
     )
 
     step_modules: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Modules whose STEP_TYPES list adds step types (steps/plugins.py)",
     )
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("cors_origins", "http_allowlist", "step_modules", mode="before")
     @classmethod

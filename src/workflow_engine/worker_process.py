@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from workflow_engine import bootstrap
+from workflow_engine import bootstrap, metrics
 from workflow_engine.settings import Settings
 
 
@@ -18,6 +18,13 @@ async def run_workers(settings: Settings, *, concurrency: int | None = None) -> 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    queues = [engine.dispatch_queue, engine.execution_queue]
+    server = await metrics.start_server(settings.host, settings.metrics_port, queues)
+    if server is not None:
+        print(
+            f"[Workflow Engine] Metrics on http://{settings.host}:{settings.metrics_port}/metrics",
+            flush=True,
+        )
     try:
         await engine.start_workers(
             concurrency=concurrency, say=lambda line: print(line, flush=True)
@@ -25,5 +32,7 @@ async def run_workers(settings: Settings, *, concurrency: int | None = None) -> 
         await stop.wait()
         print("[Workflow Engine] Shutting down: finishing running executions...", flush=True)
     finally:
+        if server is not None:
+            await server.close()
         await engine.stop()
     print("[Workflow Engine] Stopped", flush=True)

@@ -49,6 +49,9 @@ class Cluster:
             "LEASE_MS": "3000",
             "RECONCILE_INTERVAL_MS": "500",
             "SHUTDOWN_GRACE_MS": "5000",
+            # No metrics endpoint unless a test asks for one on a port of its own: several
+            # workers processes (and other test runs) share this machine's ports.
+            "METRICS_PORT": "0",
             **(env or {}),
         }
         self.serve: Serve | None = None

@@ -13,6 +13,7 @@ from typing import Any, Protocol, TypeVar
 import httpx
 from pydantic import ValidationError
 
+from workflow_engine import metrics
 from workflow_engine.domain.retry import RetryPolicy, decide
 from workflow_engine.engine import checkpoints as cp
 from workflow_engine.engine import templates
@@ -112,9 +113,8 @@ class StepRunner:
                     ),
                     run_child=at.run_child(state) if at.run_child is not None else None,
                 )
-                output = await stoppable(
-                    at.halt, _timed(partial(step_type.run, parsed, ctx), spec.timeoutMs)
-                )
+                attempt = partial(_timed, partial(step_type.run, parsed, ctx), spec.timeoutMs)
+                output = await stoppable(at.halt, metrics.timed_step(spec.type, attempt))
                 stored_output = self.secrets.redact(jsonable(output))
             except (StepStopped, LeaseLost, asyncio.CancelledError):
                 raise

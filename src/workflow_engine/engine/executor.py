@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from workflow_engine import metrics
 from workflow_engine.domain.definition import StepDefinition
 from workflow_engine.domain.graph import Readiness, StepGraph
 from workflow_engine.domain.retry import RetryPolicy
@@ -174,6 +175,7 @@ class Executor:
         try:
             return await self._run(run)
         except LeaseLost:
+            metrics.lease_lost()
             log.warning("execution %s: lease lost, another worker owns it now", run.execution_id)
             return None
         except asyncio.CancelledError:
@@ -208,6 +210,7 @@ class Executor:
                 status, run.started_at, output=output, error=error, retries=run.retries
             )
         )
+        metrics.execution_finished(definition.name, status, run.started_at)
         return status
 
     # --- the step graph -------------------------------------------------------------------------

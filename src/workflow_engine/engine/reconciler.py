@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+from workflow_engine import metrics
 from workflow_engine.queue.base import JobQueue
 from workflow_engine.storage import executions as ex_store
 from workflow_engine.storage.db import Database
@@ -52,6 +53,7 @@ class Reconciler:
             async with self.db.write() as conn:
                 await ex_store.touch(conn, pending)
         await asyncio.gather(*(self.execution_queue.add(execution_id) for execution_id in expired))
+        metrics.requeued(pending=len(pending), expired=len(expired))
         queued = len(pending) + len(expired)
         if queued:
             log.info("reconciler queued %d unfinished execution(s) again", queued)

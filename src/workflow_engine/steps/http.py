@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Literal
 import httpx
 from pydantic import Field, JsonValue, ValidationError, field_validator, model_validator
 
+from workflow_engine import metrics
 from workflow_engine.errors import BlockedDestination, NonRetryableStepError, StepError
 
 from .base import StepConfig, StepContext, StepType
@@ -191,7 +192,8 @@ async def _sending(
     where = _display(request.url)
     try:
         async with asyncio.timeout(None if total_ms is None else total_ms / 1000):
-            response = await client.send(request, stream=True, follow_redirects=False)
+            sent = client.send(request, stream=True, follow_redirects=False)
+            response = await metrics.http_response(sent)
             try:
                 yield response
             finally:
