@@ -103,7 +103,8 @@ async def test_subscriber_receives_each_step_in_order(db_url: str, tmp_path: Pat
 
 async def test_failing_workflow_sends_retries_then_failed(db_url: str, tmp_path: Path) -> None:
     async with (
-        live_server(db_url, tmp_path) as server,
+        # Without jitter (RETRY_JITTER=0) the announced delays are exactly backoff * 2^(n-1).
+        live_server(db_url, tmp_path, retry_jitter=0) as server,
         socket_client(server.url, auth={"token": server.token}) as client,
     ):
         workflow_id = await _create(server, FAILING)
