@@ -209,11 +209,11 @@ async def test_map_outputs_in_item_order(db_url: str, start_engine: StartEngine)
     assert all(s["status"] == "completed" for s in body["steps"])
 
 
-async def test_map_over_http_hits_each_item_once(
+async def test_map_of_a_thousand_items_over_http_hits_each_item_once(
     db_url: str, start_engine: StartEngine, target: Target
 ) -> None:
     running = await start(start_engine, db_url)
-    items = list(range(200))
+    items = list(range(1000))
     body = await run(
         running,
         {
