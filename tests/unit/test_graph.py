@@ -22,7 +22,35 @@ def graph(*steps: dict[str, Any]) -> StepGraph:
 def ready_keys(
     g: StepGraph, statuses: dict[str, StepStatus], started: frozenset[str] = frozenset()
 ) -> list[tuple[str, str]]:
-    return [(step.key, readiness.value) for step, readiness in g.ready(statuses, started)]
+    """What can start given `statuses`, leaving out the steps already `started`."""
+    tracker = g.tracker(statuses)
+    found = []
+    while (item := tracker.take()) is not None:
+        step, readiness = item
+        if step.key not in started:
+            found.append((step.key, readiness.value))
+    return found
+
+
+def test_the_tracker_follows_finishes() -> None:
+    g = graph(
+        {"key": "a", "needs": []},
+        {"key": "b", "needs": []},
+        {"key": "join", "needs": ["a", "b"]},
+        {"key": "after"},
+    )
+    tracker = g.tracker({})
+    assert [tracker.take()[0].key, tracker.take()[0].key] == ["a", "b"]  # type: ignore[index]
+    assert tracker.take() is None
+    tracker.finished("b", S)
+    assert tracker.take() is None  # the join still waits for a
+    tracker.finished("a", S)
+    step, readiness = tracker.take()  # type: ignore[misc]
+    assert (step.key, readiness) == ("join", Readiness.SKIP)  # both its needs were skipped
+    tracker.finished("join", S)
+    step, readiness = tracker.take()  # type: ignore[misc]
+    assert (step.key, readiness) == ("after", Readiness.RUN)  # implicit: runs whatever came before
+    assert tracker.last_completed() is None
 
 
 def test_without_needs_steps_follow_the_list() -> None:

@@ -8,8 +8,9 @@ skipped is skipped too (so `if` on two branches plus a join is an if/else); a st
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from workflow_engine.domain.definition import StepDefinition, step_dependencies
@@ -29,11 +30,23 @@ class Readiness(Enum):
 class StepGraph:
     steps: tuple[StepDefinition, ...]
     dependencies: Mapping[str, tuple[str, ...]]
+    dependents: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """The reverse of `dependencies`: the steps that wait for each step."""
 
     @classmethod
     def of(cls, steps: Iterable[StepDefinition]) -> StepGraph:
         ordered = list(steps)
-        return cls(tuple(ordered), step_dependencies(ordered))
+        dependencies = step_dependencies(ordered)
+        dependents: dict[str, list[str]] = {step.key: [] for step in ordered}
+        for key, deps in dependencies.items():
+            for dep in deps:
+                dependents[dep].append(key)
+        frozen = {key: tuple(keys) for key, keys in dependents.items()}
+        return cls(tuple(ordered), dependencies, frozen)
+
+    def tracker(self, finished: Mapping[str, StepStatus]) -> ReadySteps:
+        """Which steps can start, from the steps `finished` before (a redelivery, a re-run)."""
+        return ReadySteps(self, finished)
 
     def readiness(self, step: StepDefinition, statuses: Mapping[str, StepStatus]) -> Readiness:
         """Whether `step` can start, given the statuses of the steps that have finished."""
@@ -44,23 +57,48 @@ class StepGraph:
             return Readiness.SKIP
         return Readiness.RUN
 
-    def ready(
-        self, statuses: Mapping[str, StepStatus], started: Iterable[str]
-    ) -> list[tuple[StepDefinition, Readiness]]:
-        """The steps not yet started whose dependencies have all finished, in list order."""
-        begun = set(started)
-        found: list[tuple[StepDefinition, Readiness]] = []
-        for step in self.steps:
-            if step.key in begun or step.key in statuses:
-                continue
-            readiness = self.readiness(step, statuses)
-            if readiness is not Readiness.WAIT:
-                found.append((step, readiness))
-        return found
-
     def last_completed(self, statuses: Mapping[str, StepStatus]) -> StepDefinition | None:
         """The last step in list order that completed (the execution's default output)."""
         for step in reversed(self.steps):
             if statuses.get(step.key) == StepStatus.COMPLETED:
                 return step
         return None
+
+
+class ReadySteps:
+    """The steps of one run that can start, kept up to date as steps finish: each finish looks
+    only at the steps that wait for it, so a run of n steps costs O(n + edges) in all."""
+
+    def __init__(self, graph: StepGraph, finished: Mapping[str, StepStatus]) -> None:
+        self.graph = graph
+        self.statuses: dict[str, StepStatus] = {
+            key: status for key, status in finished.items() if status in FINISHED
+        }
+        self._position = {step.key: i for i, step in enumerate(graph.steps)}
+        self._unmet = {
+            step.key: sum(dep not in self.statuses for dep in graph.dependencies[step.key])
+            for step in graph.steps
+            if step.key not in self.statuses
+        }
+        self._ready = [self._position[key] for key, unmet in self._unmet.items() if not unmet]
+        self._ready.sort()
+
+    def take(self) -> tuple[StepDefinition, Readiness] | None:
+        """The first step in list order whose needs are all met (now started), if any."""
+        if not self._ready:
+            return None
+        step = self.graph.steps[self._ready.pop(0)]
+        del self._unmet[step.key]
+        return step, self.graph.readiness(step, self.statuses)
+
+    def finished(self, key: str, status: StepStatus) -> None:
+        """`key` completed or was skipped: the steps waiting only for it become ready."""
+        self.statuses[key] = status
+        for dependent in self.graph.dependents[key]:
+            if dependent in self._unmet:
+                self._unmet[dependent] -= 1
+                if not self._unmet[dependent]:
+                    bisect.insort(self._ready, self._position[dependent])
+
+    def last_completed(self) -> StepDefinition | None:
+        return self.graph.last_completed(self.statuses)

@@ -110,17 +110,12 @@ class Branches(Generic[K]):
     def start(self, key: K, work: Coroutine[Any, Any, Outcome]) -> None:
         self._tasks[asyncio.create_task(work)] = key
 
-    async def next(
-        self, *, within_s: float | None, wake: asyncio.Future[Any] | None = None
-    ) -> list[tuple[K, Outcome]]:
-        """Wait until a branch ends (or `wake` is done, or `within_s` passes); the branches that
-        ended, in the order they were started. A branch that raised (lease lost, a write that
-        failed for good) stops all the others and re-raises."""
-        waiters: set[asyncio.Future[Any]] = set(self._tasks)
-        if wake is not None and not wake.done():
-            waiters.add(wake)
+    async def next(self) -> list[tuple[K, Outcome]]:
+        """Wait until a branch ends; the branches that ended, in the order they were started.
+        A branch that raised (lease lost, a write that failed for good) stops all the others
+        and re-raises."""
         try:
-            await asyncio.wait(waiters, timeout=within_s, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
             await self.abort()
             raise

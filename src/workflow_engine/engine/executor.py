@@ -20,7 +20,7 @@ import httpx
 
 from workflow_engine import metrics
 from workflow_engine.domain.definition import StepDefinition
-from workflow_engine.domain.graph import Readiness, StepGraph
+from workflow_engine.domain.graph import Readiness, ReadySteps
 from workflow_engine.domain.retry import RetryPolicy
 from workflow_engine.domain.status import ExecutionStatus, StepStatus
 from workflow_engine.engine import checkpoints as cp
@@ -78,6 +78,12 @@ class Run:
     states: dict[str, cp.StepState] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
     retries: int = 0
+    ready: ReadySteps = field(init=False)
+    """Which steps can start (domain/graph.py), from the rows stored before this delivery."""
+
+    def __post_init__(self) -> None:
+        finished = {key: StepStatus(row["status"]) for key, row in self.previous.items()}
+        self.ready = self.version.graph.tracker(finished)
 
     def count_retry(self) -> None:
         self.retries += 1
@@ -96,13 +102,10 @@ class Run:
             self.states[ref.key] = found
         return found
 
-    def finished(self, key: str) -> StepStatus | None:
-        """COMPLETED or SKIPPED once the step has (in this delivery or before), else None."""
-        state = self.states.get(key)
-        status = state.status if state is not None else None
-        if state is None and key in self.previous:
-            status = StepStatus(self.previous[key]["status"])
-        return status if status in (StepStatus.COMPLETED, StepStatus.SKIPPED) else None
+
+def _cancelled(waiter: asyncio.Future[Any], halt: Halt) -> None:
+    if not waiter.cancelled():
+        halt.set("Cancelled", status=ExecutionStatus.CANCELLED)
 
 
 class Executor:
@@ -220,65 +223,59 @@ class Executor:
         after its retries, a cancel, the execution's timeout); then every step still running
         has stopped and its row says why."""
         definition = run.version.definition
-        graph = run.version.graph
         timeout_ms = definition.timeoutMs or self.config.execution_timeout_ms
         loop = asyncio.get_running_loop()
         elapsed_s = (datetime.now(UTC) - run.started_at).total_seconds()
-        deadline = loop.time() + timeout_ms / 1000 - elapsed_s
+        # A cancel and the timeout set the halt from outside this loop, so that a step run
+        # inline (below) stops as promptly as one in a task.
+        timer = loop.call_at(
+            loop.time() + timeout_ms / 1000 - elapsed_s,
+            halt.set,
+            f"Execution timed out after {timeout_ms} ms",
+        )
+        on_cancel = asyncio.ensure_future(run.cancel.wait())
+        on_cancel.add_done_callback(lambda done: _cancelled(done, halt))
         branches: Branches[StepDefinition] = Branches()
-        running: set[str] = set()
-        cancelled = asyncio.ensure_future(run.cancel.wait())
         try:
             while True:
-                started = 0
-                if not halt.is_set:
-                    started = self._start_ready(run, graph, branches, running, halt)
+                room = definition.parallelism - len(branches)
+                ready = [] if halt.is_set else self._ready(run, room, halt)
+                if not branches and len(ready) == 1:
+                    # A step alone (as in every step list without `needs`): run it here, no
+                    # task and no scheduling turn in between.
+                    step, state = ready[0]
+                    self._ended(run, state, await self._branch(run, step, state, halt), halt)
+                    continue
+                for step, state in ready:
+                    branches.start(step, self._branch(run, step, state, halt))
                 if not branches:
                     break
-                if not started:
+                if not ready:
                     # Nothing about to write: what is deferred goes out now, not when a long
                     # sibling ends.
                     await run.journal.flush()
-                remaining = None if halt.is_set else max(deadline - loop.time(), 0)
-                wake = None if halt.is_set else cancelled
-                ended = await branches.next(within_s=remaining, wake=wake)
-                if run.cancel.is_set():
-                    halt.set("Cancelled", status=ExecutionStatus.CANCELLED)
-                elif not ended and not halt.is_set and loop.time() >= deadline:
-                    halt.set(f"Execution timed out after {timeout_ms} ms")
-                for step, outcome in ended:
-                    running.discard(step.key)
+                for step, outcome in await branches.next():
                     self._ended(run, run.states[step.key], outcome, halt)
         finally:
-            cancelled.cancel()
+            timer.cancel()
+            on_cancel.cancel()
         self._stop_running(run, halt)
 
-    def _start_ready(
-        self,
-        run: Run,
-        graph: StepGraph,
-        branches: Branches[StepDefinition],
-        running: set[str],
-        halt: Halt,
-    ) -> int:
-        """Start the steps whose needs are met (list order, up to `parallelism` at once); skip
-        those whose explicit needs were all skipped. Returns how many started."""
-        started = 0
-        limit = run.version.definition.parallelism
-        while len(branches) < limit:
-            statuses = {key: status for key in graph.dependencies if (status := run.finished(key))}
-            ready = graph.ready(statuses, running)
-            if not ready:
+    def _ready(self, run: Run, room: int, halt: Halt) -> list[tuple[StepDefinition, cp.StepState]]:
+        """The steps to start now: those whose needs are met, in list order, at most `room`.
+        Steps whose explicit needs were all skipped are skipped here and now."""
+        chosen: list[tuple[StepDefinition, cp.StepState]] = []
+        while len(chosen) < room:
+            found = run.ready.take()
+            if found is None:
                 break
-            step, readiness = ready[0]
+            step, readiness = found
             state = run.state(self._ref(run, step))
             if readiness is Readiness.SKIP:
                 self._ended(run, state, Skipped("all the steps it needs were skipped"), halt)
                 continue
-            running.add(step.key)
-            branches.start(step, self._branch(run, step, state, halt))
-            started += 1
-        return started
+            chosen.append((step, state))
+        return chosen
 
     async def _branch(
         self, run: Run, step: StepDefinition, state: cp.StepState, halt: Halt
@@ -320,9 +317,11 @@ class Executor:
         if isinstance(outcome, Completed):
             run.outputs[key] = outcome.output
             run.journal.defer(cp.step_completed(state, outcome.output))
+            run.ready.finished(key, StepStatus.COMPLETED)
         elif isinstance(outcome, Skipped):
             run.outputs[key] = None
             run.journal.defer(cp.step_skipped(state, outcome.reason))
+            run.ready.finished(key, StepStatus.SKIPPED)
         elif isinstance(outcome, Failed):
             run.journal.defer(cp.step_failed(state, outcome.stored_input, outcome.error))
             name = state.ref.name
@@ -345,9 +344,7 @@ class Executor:
         definition = run.version.definition
         if definition.output is not None:
             return jsonable(await templates.render_async(definition.output, self.context(run)))
-        graph = run.version.graph
-        statuses = {key: status for key in graph.dependencies if (status := run.finished(key))}
-        last = graph.last_completed(statuses)
+        last = run.ready.last_completed()
         return run.outputs.get(last.key) if last is not None else None
 
     def _ref(self, run: Run, step: StepDefinition) -> cp.StepRef:

@@ -91,7 +91,7 @@ class MapRunner:
                 break
             if not started:
                 await run.journal.flush()
-            for index, outcome in await branches.next(within_s=None):
+            for index, outcome in await branches.next():
                 item_state = states[index]
                 if isinstance(outcome, Completed):
                     outputs[index] = outcome.output
