@@ -32,6 +32,8 @@ class StepGraph:
     dependencies: Mapping[str, tuple[str, ...]]
     dependents: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """The reverse of `dependencies`: the steps that wait for each step."""
+    positions: Mapping[str, int] = field(default_factory=dict)
+    """Each step's place in the list (ready steps start in that order)."""
 
     @classmethod
     def of(cls, steps: Iterable[StepDefinition]) -> StepGraph:
@@ -42,7 +44,8 @@ class StepGraph:
             for dep in deps:
                 dependents[dep].append(key)
         frozen = {key: tuple(keys) for key, keys in dependents.items()}
-        return cls(tuple(ordered), dependencies, frozen)
+        positions = {step.key: i for i, step in enumerate(ordered)}
+        return cls(tuple(ordered), dependencies, frozen, positions)
 
     def tracker(self, finished: Mapping[str, StepStatus]) -> ReadySteps:
         """Which steps can start, from the steps `finished` before (a redelivery, a re-run)."""
@@ -74,7 +77,7 @@ class ReadySteps:
         self.statuses: dict[str, StepStatus] = {
             key: status for key, status in finished.items() if status in FINISHED
         }
-        self._position = {step.key: i for i, step in enumerate(graph.steps)}
+        self._position = graph.positions  # built once per version, not per run
         self._unmet = {
             step.key: sum(dep not in self.statuses for dep in graph.dependencies[step.key])
             for step in graph.steps

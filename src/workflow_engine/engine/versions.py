@@ -25,7 +25,7 @@ class LoadedVersion:
     def __post_init__(self) -> None:
         steps = self.definition.steps
         object.__setattr__(self, "graph", StepGraph.of(steps))
-        object.__setattr__(self, "positions", {step.key: i for i, step in enumerate(steps)})
+        object.__setattr__(self, "positions", dict(self.graph.positions))
 
 
 class VersionCache:
