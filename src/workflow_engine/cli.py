@@ -17,7 +17,7 @@ import uvloop
 import yaml
 from pydantic import ValidationError
 
-from workflow_engine import logs
+from workflow_engine import logs, telemetry
 from workflow_engine.errors import ConfigurationError
 from workflow_engine.settings import Settings
 
@@ -70,6 +70,7 @@ def serve(
 
     settings = _settings()
     logs.configure(settings.log_format)
+    telemetry.setup(settings, process="serve")
     if host:
         settings.host = host
     if port:
@@ -116,6 +117,8 @@ def serve(
         if application.error is not None:
             _fail(str(application.error), 2)
         raise
+    finally:
+        telemetry.shutdown()
 
 
 class _StartupErrors:
@@ -196,12 +199,15 @@ def workers(
         )
     if concurrency is not None and concurrency < 1:
         _fail("--concurrency must be at least 1", 2)
+    telemetry.setup(settings, process="workers")
     _tune_gc()
     try:
         # uvloop: the workers spend most of their time on socket I/O (database, Redis).
         uvloop.run(run_workers(settings, concurrency=concurrency))
     except ConfigurationError as exc:
         _fail(str(exc), 2)
+    finally:
+        telemetry.shutdown()
 
 
 # --- client commands (talk to a running server) ---------------------------------------------

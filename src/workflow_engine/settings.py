@@ -76,6 +76,29 @@ class Settings(BaseSettings):
         description="json: `serve` and `workers` print one JSON object per line (logs.py)",
     )
 
+    # Error tracking and tracing (telemetry/): each is off, and its library not even imported,
+    # while its setting is empty.
+    sentry_dsn: str | None = Field(
+        default=None,
+        description="Send unhandled errors and failed executions to this Sentry project",
+    )
+    sentry_environment: str | None = Field(
+        default=None, description="The `environment` of the Sentry events (production, ...)"
+    )
+    sentry_traces_sample_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of API requests Sentry also traces as transactions (0: none)",
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP collector base URL: a trace per execution, a span per step try",
+    )
+    otel_service_name: str = Field(
+        default="workflow-engine", description="`service.name` of the exported spans"
+    )
+
     step_modules: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Modules whose STEP_TYPES list adds step types (steps/plugins.py)",

@@ -31,6 +31,7 @@ from workflow_engine.engine.secrets import Secrets
 from workflow_engine.errors import LeaseLost, NonRetryableStepError, StepError, StepTimeout
 from workflow_engine.steps.base import RunChild, StepContext
 from workflow_engine.steps.registry import StepRegistry
+from workflow_engine.telemetry import tracing
 
 T = TypeVar("T")
 
@@ -85,6 +86,10 @@ class StepRunner:
         state.started_at = state.started_at or cp.now()
         while True:
             stored_input: Any = None
+            # Tracing off: the shared no-op span (see telemetry/tracing.py).
+            span = tracing.step_attempt(
+                at.execution_id, state.ref.key, state.ref.step_id, spec.type, state.attempt
+            )
             try:
                 if condition_error is not None:
                     raise condition_error
@@ -112,11 +117,13 @@ class StepRunner:
                         cp.Checkpoint(logs=(cp.LogLine(level, self.secrets.redact(message), meta),))
                     ),
                     run_child=at.run_child(state) if at.run_child is not None else None,
+                    traceparent=span.traceparent,
                 )
                 attempt = partial(_timed, partial(step_type.run, parsed, ctx), spec.timeoutMs)
                 output = await stoppable(at.halt, metrics.timed_step(spec.type, attempt))
                 stored_output = self.secrets.redact(jsonable(output))
             except (StepStopped, LeaseLost, asyncio.CancelledError):
+                span.end("stopped")
                 raise
             except Exception as exc:
                 error = self.secrets.redact(error_text(exc))
@@ -127,6 +134,7 @@ class StepRunner:
                     retryable=not isinstance(exc, NonRetryableStepError),
                     retry_after_ms=retry_after,
                 )
+                span.end("failed", error, retrying=decision.retry)
                 if not decision.retry:
                     return Failed(error, stored_input)
                 await at.journal.write(
@@ -138,6 +146,7 @@ class StepRunner:
                 await stoppable(at.halt, asyncio.sleep(decision.delay_ms / 1000))
                 state.attempt += 1
                 continue
+            span.end("completed")
             return Completed(stored_output)
 
     async def render_config(

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from workflow_engine import metrics
+from workflow_engine import metrics, telemetry
 from workflow_engine.domain.definition import StepDefinition
 from workflow_engine.domain.graph import Readiness, ReadySteps
 from workflow_engine.domain.retry import RetryPolicy
@@ -78,6 +78,8 @@ class Run:
     states: dict[str, cp.StepState] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
     retries: int = 0
+    failed_step: str | None = None
+    """The step whose failure halted the execution, if one did."""
     ready: ReadySteps = field(init=False)
     """Which steps can start (domain/graph.py), from the rows stored before this delivery."""
 
@@ -214,6 +216,19 @@ class Executor:
             )
         )
         metrics.execution_finished(definition.name, status, run.started_at)
+        telemetry.execution_finished(
+            telemetry.ExecutionEnd(
+                execution_id=run.execution_id,
+                workflow_id=run.workflow_id,
+                workflow_name=definition.name,
+                version=run.version.number,
+                status=status.value,
+                started_at=run.started_at,
+                error=error,
+                failed_step=run.failed_step if status == ExecutionStatus.FAILED else None,
+                retries=run.retries,
+            )
+        )
         return status
 
     # --- the step graph -------------------------------------------------------------------------
@@ -325,6 +340,8 @@ class Executor:
         elif isinstance(outcome, Failed):
             run.journal.defer(cp.step_failed(state, outcome.stored_input, outcome.error))
             name = state.ref.name
+            if not halt.is_set:
+                run.failed_step = key
             halt.set(
                 f"Cancelled: step '{name}' failed", error=f"Step '{name}' failed: {outcome.error}"
             )

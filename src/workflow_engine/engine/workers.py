@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 
+from workflow_engine import telemetry
 from workflow_engine.batching import Batcher
+from workflow_engine.domain.status import ExecutionStatus
 from workflow_engine.engine import ratelimit
 from workflow_engine.engine.executor import Executor
-from workflow_engine.errors import Delay, NotFound
+from workflow_engine.errors import Delay, DuplicateKey, NotFound, StorageUnavailable
 from workflow_engine.ids import worker_id
 from workflow_engine.queue.base import Job, JobQueue
 from workflow_engine.storage import executions as ex_store
@@ -34,6 +37,10 @@ class Dispatcher:
         return [found.get(execution_id) for execution_id in ids]
 
     async def __call__(self, job: Job) -> None:
+        async with _reported("dispatch", job):
+            await self._dispatch(job)
+
+    async def _dispatch(self, job: Job) -> None:
         state = await self._states(job.id)
         if state is None:
             log.warning("dispatch %s: no such execution; dropped", job.id)
@@ -64,9 +71,10 @@ class ExecutionRunner:
         self._claims = Batcher(self._claim_many, name="claims")
 
     async def __call__(self, job: Job) -> None:
-        claim = await self._claim(job)
-        if claim is not None:
-            await self.executor.run(claim)
+        async with _reported("execution", job):
+            claim = await self._claim(job)
+            if claim is not None:
+                await self.executor.run(claim)
 
     async def _claim(self, job: Job) -> ex_store.Claim | None:
         if await self._unlimited(job.data.get(VERSION_KEY)):
@@ -75,15 +83,17 @@ class ExecutionRunner:
             claim = await self._claim_shielded(job.id)
             if claim is None or claim.deliveries > self.max_deliveries:
                 async with self.db.autocommit() as conn:
-                    await self._refuse(conn, job.id, claim)
+                    given_up = await self._refuse(conn, job.id, claim)
+                await self._gave_up(given_up)
                 return None
             return claim
+        failed: ex_store.Claim | None = None
         async with self.db.write() as conn:
             claim = await ex_store.claim(conn, job.id, owner=self.owner, lease_ms=self.lease_ms)
-            if claim is None or claim.deliveries > self.max_deliveries:
-                await self._refuse(conn, job.id, claim)
-                return None
-            if claim.first_start:
+            refused = claim is None or claim.deliveries > self.max_deliveries
+            if refused:
+                failed = await self._refuse(conn, job.id, claim)
+            elif claim is not None and claim.first_start:
                 version = await self.executor.versions.get(claim.workflow_version_id, conn=conn)
                 if ratelimit.has_limits(version.definition):
                     definition = version.definition
@@ -92,7 +102,10 @@ class ExecutionRunner:
                         # Over a limit: the claim is rolled back, the execution stays pending
                         # and its job comes back later; no attempt is spent.
                         raise Delay(wait_ms, "rate limited")
-            return claim
+        if refused:
+            await self._gave_up(failed)
+            return None
+        return claim
 
     async def _claim_shielded(self, execution_id: str) -> ex_store.Claim | None:
         """A claim whose caller is cancelled meanwhile (shutdown) may still be made by its
@@ -129,15 +142,59 @@ class ExecutionRunner:
 
     async def _refuse(
         self, conn: Connection, execution_id: str, claim: ex_store.Claim | None
-    ) -> None:
+    ) -> ex_store.Claim | None:
+        """Not run: finished, cancelled, or delivered too often. Returns the claim of an
+        execution failed here (for `_gave_up`, once committed)."""
         if claim is None:
             # Finished, cancelled, unknown, or owned by a live worker. A cancelled one whose
             # owner died is finished here.
             await ex_store.cancel_unowned(conn, execution_id)
-            return
-        await ex_store.fail_unclaimable(
-            conn,
-            execution_id,
+            return None
+        failed = await ex_store.fail_unclaimable(conn, execution_id, self._gave_up_error(claim))
+        return claim if failed else None
+
+    def _gave_up_error(self, claim: ex_store.Claim) -> str:
+        return (
             f"Execution was interrupted {claim.deliveries - 1} times (its worker crashed or "
-            f"stalled); giving up after {self.max_deliveries} deliveries",
+            f"stalled); giving up after {self.max_deliveries} deliveries"
         )
+
+    async def _gave_up(self, claim: ex_store.Claim | None) -> None:
+        """An execution failed for too many deliveries reached its final status: tell the
+        telemetry (its trace's root span, an error event), as the executor does for the others."""
+        if claim is None:
+            return
+        name, number = claim.workflow_id, None
+        with contextlib.suppress(Exception):  # the version may be what keeps failing it
+            version = await self.executor.versions.get(claim.workflow_version_id)
+            name, number = version.definition.name, version.number
+        telemetry.execution_finished(
+            telemetry.ExecutionEnd(
+                execution_id=claim.execution_id,
+                workflow_id=claim.workflow_id,
+                workflow_name=name,
+                version=number,
+                status=ExecutionStatus.FAILED.value,
+                started_at=claim.started_at,
+                error=self._gave_up_error(claim),
+                retries=0,
+            )
+        )
+
+
+@contextlib.asynccontextmanager
+async def _reported(queue: str, job: Job) -> AsyncIterator[None]:
+    """An exception escaping a job handler is logged with its traceback (and so reaches Sentry
+    when SENTRY_DSN is set): the queue only counts the job failed. Control flow (Delay, a
+    stop), an unreachable database and a write found already made (the job or the reconciler
+    tries again, from what is stored) are not errors of the code: warnings."""
+    try:
+        yield
+    except (Delay, asyncio.CancelledError):
+        raise
+    except (StorageUnavailable, DuplicateKey) as exc:
+        log.warning("%s job %s: %s", queue, job.id, exc)
+        raise
+    except Exception:
+        log.exception("%s job %s failed", queue, job.id)
+        raise

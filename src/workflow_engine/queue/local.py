@@ -112,7 +112,9 @@ class LocalQueue(JobQueue):
                     retry = Job(id=job.id, queue=job.queue, data=job.data, attempt=job.attempt + 1)
                     self._enqueue(retry, wait)
                 else:
-                    log.error(
+                    # A warning: the handler logs the error itself, with its traceback
+                    # (engine/workers.py), and error tracking counts that one.
+                    log.warning(
                         "job %s on %s failed after %d attempts: %s",
                         job.id,
                         self.name,

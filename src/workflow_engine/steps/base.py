@@ -36,6 +36,9 @@ class StepContext:
     http: httpx.AsyncClient
     log: LogFn
     run_child: RunChild | None = None
+    traceparent: str | None = None
+    """The W3C `traceparent` of this try's span while tracing is on (OTEL_EXPORTER_OTLP_ENDPOINT),
+    for a step that calls other services to send along (the http step does); None otherwise."""
 
     @property
     def idempotency_key(self) -> str:

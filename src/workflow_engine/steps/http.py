@@ -98,6 +98,8 @@ class HttpStep(StepType):
         headers = httpx.Headers(cfg.headers)
         if "idempotency-key" not in headers:
             headers["Idempotency-Key"] = ctx.idempotency_key
+        if ctx.traceparent is not None and "traceparent" not in headers:
+            headers["traceparent"] = ctx.traceparent  # the called service joins the trace
         content = cfg.body
         if cfg.has_json:
             # Encoded here rather than via httpx's json= so that a JSON null is still sent.
