@@ -8,6 +8,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,11 +69,15 @@ def test_serve_sends_a_failed_execution_an_unhandled_error_and_one_trace_per_exe
         )
     with serve.client() as client:
         assert client.get(f"/api/executions/{traced['id']}").status_code == 500
-    crashes = receiver.wait_for(
-        lambda: [e for e in receiver.events() if e.get("exception")],
-        "the Sentry event of the 500",
-    )
-    (crash,) = crashes
+
+    def decode_errors() -> list[dict[str, Any]]:
+        return [
+            e
+            for e in receiver.events()
+            if any(v["type"] == "JSONDecodeError" for v in e.get("exception", {}).get("values", []))
+        ]
+
+    (crash,) = receiver.wait_for(decode_errors, "the Sentry event of the 500")
     (error,) = [v for v in crash["exception"]["values"] if v["type"] == "JSONDecodeError"]
     assert crash["transaction"] == "/api/executions/{execution_id}"
     assert crash["request"]["url"].endswith(f"/api/executions/{traced['id']}")
