@@ -103,7 +103,11 @@ class _LeanWorker(BullWorker):  # type: ignore[misc]
             return None
         # Also when nothing came back: that marks the queue drained, as bullmq's own fetch does.
         job_data, job_id, limit_until, delay_until = fetched
-        following = await self.nextJobFromJobData(job_data, job_id, limit_until, delay_until, token)
+        # bullmq's parse of an empty answer (nothing left to fetch) gives None for both times,
+        # which its nextJobFromJobData cannot compare: none means 0 there.
+        following = await self.nextJobFromJobData(
+            job_data, job_id, limit_until or 0, delay_until or 0, token
+        )
         if following is not None and self.closing:
             # Fetched while the worker began closing, whose loop may be gone: give it back now
             # (no attempt spent) rather than leave it active with nobody running it.
