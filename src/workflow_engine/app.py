@@ -15,10 +15,14 @@ from pydantic import ValidationError
 
 from workflow_engine import bootstrap
 from workflow_engine.api import errors
-from workflow_engine.api.middleware import ApiGuard
+from workflow_engine.api.access import Gate
+from workflow_engine.api.middleware import OPEN_PATHS, ApiGuard
+from workflow_engine.api.permissions import check_routes
 from workflow_engine.api.realtime import Realtime, SocketMount
 from workflow_engine.api.routes import (
+    audit,
     executions,
+    keys,
     metrics,
     ready,
     step_types,
@@ -45,14 +49,17 @@ def create_app(
     `documents` are workflow files to create or update before the workers start.
     """
 
-    realtime = Realtime(settings, token=token)
+    gate = Gate(token)
+    realtime = Realtime(settings, gate=gate)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = await bootstrap.build(settings, registry=registry)
         app.state.engine = engine
+        gate.keys = engine.keys
+        engine.keys.start()
         # Before the workers start, so no event of this process's executions goes unseen.
-        await realtime.start(engine.db, engine.bus)
+        await realtime.start(engine.db, engine.bus, engine.keys)
         for path, document in documents:
             try:
                 definition = WorkflowDefinition.model_validate(document)
@@ -82,6 +89,7 @@ def create_app(
     )
     app.state.max_body_bytes = settings.max_body_bytes
     app.state.token = token
+    app.state.gate = gate
     errors.install(app)
     for router in (
         workflows.router,
@@ -90,13 +98,17 @@ def create_app(
         system.router,
         ready.router,
         metrics.router,
+        keys.router,
+        audit.router,
     ):
         app.include_router(router)
     render.install(app)
     for router in (auth_pages.router, workflow_pages.router, execution_pages.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=render.STATIC_DIR), name="static")
-    app.add_middleware(ApiGuard, token=token, max_body_bytes=settings.max_body_bytes)
+    # Every /api route declares its permission (api/permissions.py), or the app is not made.
+    check_routes(app, OPEN_PATHS)
+    app.add_middleware(ApiGuard, gate=gate, max_body_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

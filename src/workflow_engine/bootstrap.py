@@ -16,6 +16,7 @@ from functools import partial
 
 from workflow_engine.engine.cancel import CancelSignals, LocalCancelSignals
 from workflow_engine.engine.executor import Executor, ExecutorConfig
+from workflow_engine.engine.keys import KeyRevocations, KeyRing, LocalKeyRevocations
 from workflow_engine.engine.reconciler import Reconciler
 from workflow_engine.engine.scheduler import Scheduler
 from workflow_engine.engine.schedules import Schedules
@@ -40,6 +41,7 @@ from workflow_engine.queue.local import LocalQueue
 from workflow_engine.readiness import TIMEOUT_S, Probe, database_probe
 from workflow_engine.redis_support.cancel import RedisCancelSignals
 from workflow_engine.redis_support.client import check_redis, ping
+from workflow_engine.redis_support.key_revocations import RedisKeyRevocations
 from workflow_engine.redis_support.leader import RedisLeaderLock
 from workflow_engine.redis_support.schedules import BullSchedules
 from workflow_engine.settings import Settings
@@ -62,6 +64,8 @@ class Engine:
     execution_queue: JobQueue
     executor: Executor
     service: EngineService
+    keys: KeyRing
+    """Named API keys: managed by the API and the CLI, checked by the API's guard."""
     reconciler: Reconciler
     schedules: Schedules
     dispatcher: Handler
@@ -126,6 +130,18 @@ class Engine:
                 log.exception("error while closing")
         await self.executor.http.aclose()
         await self.db.dispose()
+
+
+def key_revocations(settings: Settings) -> KeyRevocations:
+    """How a revoked key reaches the other processes: Redis pub/sub, or nothing to reach."""
+    if settings.redis_url:
+        return RedisKeyRevocations(settings.redis_url)
+    return LocalKeyRevocations()
+
+
+def key_ring(settings: Settings, db: Database) -> KeyRing:
+    """The keys of `db`, for the API and for `workflow-engine keys`."""
+    return KeyRing(db, key_revocations(settings), cache_ms=settings.api_key_cache_ms)
 
 
 # bullmq has no job timeout: this caps a handler; the executor enforces execution timeouts.
@@ -219,6 +235,8 @@ async def build(settings: Settings, *, registry: StepRegistry | None = None) -> 
         cancels=cancels,
         on_triggers_changed=triggers_changed,
     )
+    keys = key_ring(settings, db)
+    closers.append(keys.close)
     dispatcher: Handler = Dispatcher(db, execution_queue)
     upkeep: Callable[[], Awaitable[object]] | None = None
     if isinstance(dispatch_queue, BullMQQueue):
@@ -248,6 +266,7 @@ async def build(settings: Settings, *, registry: StepRegistry | None = None) -> 
         execution_queue=execution_queue,
         executor=executor,
         service=service,
+        keys=keys,
         reconciler=reconciler,
         schedules=schedules,
         dispatcher=dispatcher,

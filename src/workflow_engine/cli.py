@@ -17,7 +17,7 @@ import uvloop
 import yaml
 from pydantic import ValidationError
 
-from workflow_engine import logs, telemetry
+from workflow_engine import cli_keys, logs, telemetry
 from workflow_engine.errors import ConfigurationError
 from workflow_engine.settings import Settings
 
@@ -27,6 +27,7 @@ app = typer.Typer(
     add_completion=False,
 )
 FINAL = {"completed", "failed", "cancelled"}
+app.add_typer(cli_keys.app, name="keys")
 
 
 def _settings() -> Settings:

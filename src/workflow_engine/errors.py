@@ -34,6 +34,10 @@ class InvalidDefinition(WorkflowEngineError):
     """Invalid workflow definition."""
 
 
+class InvalidInput(WorkflowEngineError):
+    """Invalid value in the request."""
+
+
 # --- storage -------------------------------------------------------------------------------------
 # What a database or driver error becomes at the storage boundary (storage/db.py), so that
 # nothing outside storage/ needs to know SQLAlchemy's or the drivers' exceptions.

@@ -33,6 +33,13 @@ class Settings(BaseSettings):
     api_token: str | None = None
     auth_disabled: bool = Field(default=False, description="Only honoured on a loopback bind")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    api_key_cache_ms: int = Field(
+        default=2000,
+        ge=0,
+        le=60_000,
+        description="How long a process trusts a checked API key before asking the database "
+        "again; a revocation made in this process (or announced over Redis) applies at once",
+    )
 
     db_pool_size: int = Field(
         default=10, ge=2, le=500, description="PostgreSQL connections per process"

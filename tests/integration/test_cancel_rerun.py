@@ -197,8 +197,10 @@ async def test_rerun_starts_at_the_failed_step(
         "Step 'c' started",
         "Step 'd' started",
     ]
-    # The source execution is untouched.
-    assert (await running.client.get(f"/api/executions/{failed_id}")).json() == failed
+    # The source execution is untouched; its history says who re-ran it, and as what.
+    source = (await running.client.get(f"/api/executions/{failed_id}")).json()
+    assert [a["summary"] for a in source.pop("audit")] == [f"re-run as {rerun_id} by API_TOKEN"]
+    assert source == {k: v for k, v in failed.items() if k != "audit"}
 
     before = await counts(running)
     again = await running.client.post(f"/api/executions/{rerun_id}/rerun")

@@ -23,6 +23,7 @@ from tests.support.flows import start
 from tests.support.realtime import live_server
 from workflow_engine.api import serialize
 from workflow_engine.api.middleware import OPEN_PATHS
+from workflow_engine.storage import audit
 from workflow_engine.storage import executions as ex_store
 from workflow_engine.storage import workflows as wf_store
 
@@ -102,7 +103,9 @@ async def test_every_route_documents_its_bodies_and_errors(
         "POST /api/triggers/{trigger_id}/fire",
         "POST /api/workflows/{workflow_id}/triggers",
         "PUT /api/triggers/{trigger_id}",
+        "POST /api/keys",
     }
+    assert bodies["POST /api/keys"]["$ref"].endswith("/KeyRequest")
     # The one error shape: detail, and errors for invalid values.
     error = schemas["ErrorResponse"]
     assert error["required"] == ["detail"]
@@ -141,8 +144,12 @@ async def test_responses_are_what_the_routes_returned_before_their_models(
         execution = await ex_store.get_execution(conn, first)
         steps = await ex_store.list_steps(conn, first)
         logs = await ex_store.list_logs(conn, first)
+        history = await audit.entries_of(conn, "workflow", row["id"])
     expected: dict[str, Any] = {
-        f"/api/workflows/{row['id']}": serialize.workflow(row, version=version, triggers=triggers),
+        f"/api/workflows/{row['id']}": {
+            **serialize.workflow(row, version=version, triggers=triggers),
+            "audit": [serialize.audit(entry) for entry in history],
+        },
         "/api/workflows": {"workflows": [serialize.workflow(row)], "nextCursor": None},
         f"/api/workflows/{row['id']}/versions": {
             "versions": [serialize.version(v) for v in versions]
@@ -160,6 +167,7 @@ async def test_responses_are_what_the_routes_returned_before_their_models(
             "steps": [serialize.step(s) for s in steps],
             "logs": [serialize.log(entry) for entry in logs],
             "children": [],
+            "audit": [],
         },
     }
     for url, body in expected.items():

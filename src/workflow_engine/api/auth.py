@@ -1,4 +1,7 @@
-"""Bearer-token authentication for `/api` (all but `/api/health` and `/api/ready`)."""
+"""The bootstrap API token: given (API_TOKEN), or generated once and kept in DATA_DIR/api-token.
+
+It is the admin key that always works; named keys (engine/keys.py) are checked beside it
+(api/access.py)."""
 
 from __future__ import annotations
 
@@ -44,10 +47,3 @@ def resolve_token(settings: Settings) -> tuple[str | None, bool]:
     path.touch(mode=0o600)
     path.write_text(token + "\n")
     return token, True
-
-
-def token_matches(expected: str, header: str | None) -> bool:
-    if not header:
-        return False
-    scheme, _, value = header.partition(" ")
-    return scheme.lower() == "bearer" and secrets.compare_digest(value.strip(), expected)

@@ -17,6 +17,7 @@ from workflow_engine.api.schemas import ErrorResponse
 from workflow_engine.errors import (
     Conflict,
     InvalidDefinition,
+    InvalidInput,
     NotFound,
     StorageError,
     WorkflowEngineError,
@@ -29,7 +30,9 @@ _MEANING = {
     400: "The request is malformed: its body is not JSON (or holds a number out of range), or "
     "its cursor is not one this API gave out",
     401: "Missing or invalid API token",
-    403: "A browser session may change state only from the engine's own pages",
+    403: "The key's role does not allow this (a viewer key writing, a trigger key reading or "
+    "starting a workflow not listed on it), or a browser session changing state from "
+    "another site",
     404: "No such workflow, version, trigger or execution",
     409: "The request conflicts with the current state (a name taken, an archived workflow, "
     "an execution already finished)",
@@ -47,7 +50,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-COMMON = responses(401, 422, 503)
+COMMON = responses(401, 403, 422, 503)
 """What any route behind the token may answer."""
 WRITE = responses(400, 403, 413, 415)
 """What a route taking a JSON body may answer, besides COMMON."""
@@ -109,7 +112,7 @@ def install(app: FastAPI) -> None:
             status = 404
         elif isinstance(exc, Conflict):
             status = 409
-        elif isinstance(exc, InvalidDefinition):
+        elif isinstance(exc, (InvalidDefinition, InvalidInput)):
             status = 422
         if status == 500:
             log.error("unexpected engine error: %s", exc)

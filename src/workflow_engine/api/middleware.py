@@ -1,4 +1,6 @@
-"""ASGI middleware: token check, body size cap and content type, before any route runs."""
+"""ASGI middleware: who is asking (the API token, a named key or the UI's session), body size
+cap and content type, before any route runs. What the caller may do is each route's declared
+permission (api/permissions.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +9,10 @@ from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from workflow_engine.api.auth import token_matches
+from workflow_engine.api.access import Gate
 from workflow_engine.api.realtime import is_socket_path
-from workflow_engine.api.session import csrf_ok, request_has_session
+from workflow_engine.api.session import csrf_ok
+from workflow_engine.errors import StorageError
 
 OPEN_PATHS = ("/api/health", "/api/ready")
 
@@ -33,12 +36,12 @@ async def _reply(
 
 
 class ApiGuard:
-    """For `/api/*` requests: require the bearer token (or the UI's session cookie), cap the body,
-    require JSON bodies."""
+    """For `/api/*` requests: require a key (the API token, a named key, or the UI's session
+    cookie) and put its Principal in the request's state, cap the body, require JSON bodies."""
 
-    def __init__(self, app: ASGIApp, *, token: str | None, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, gate: Gate, max_body_bytes: int) -> None:
         self.app = app
-        self.token = token
+        self.gate = gate
         self.max_body = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -49,21 +52,28 @@ class ApiGuard:
         path = scope["path"]
         # Socket.io's path authenticates on connect (SocketMount answers it before this guard);
         # a mere prefix match would leave any future `/api/socket...` route open.
-        needs_token = path not in OPEN_PATHS and not is_socket_path(path)
-        if (
-            self.token
-            and needs_token
-            and not token_matches(self.token, headers.get("authorization"))
-        ):
-            if not request_has_session(self.token, headers):
+        if path not in OPEN_PATHS and not is_socket_path(path):
+            try:
+                principal, by_cookie = await self.gate.request(headers)
+            except StorageError:
+                await _reply(
+                    send,
+                    503,
+                    "the database is unavailable right now; try again shortly",
+                    [(b"retry-after", b"5")],
+                )
+                return
+            if principal is None:
                 await _reply(
                     send,
                     401,
-                    "missing or invalid API token: send the header 'Authorization: Bearer <token>'",
+                    "missing, invalid or revoked API token: send the header "
+                    "'Authorization: Bearer <token>' with the API_TOKEN or a named key",
                     [(b"www-authenticate", b"Bearer")],
                 )
                 return
-            if not csrf_ok(scope["method"], headers):
+            scope.setdefault("state", {})["principal"] = principal
+            if by_cookie and not csrf_ok(scope["method"], headers):
                 await _reply(
                     send,
                     403,

@@ -11,8 +11,10 @@ Client -> server (each answers with an acknowledgement `{"ok": ..., ...}`):
   these come every 100 ms as one `events` message holding a list of `{"event": name, ...}`.
 
 A connection must authenticate: `auth={"token": ...}`, an `Authorization: Bearer` header, or the
-UI's session cookie; anything else is refused before any event can be read. Rooms are named by
-the server only, so a client can join nothing but what these events let it follow.
+UI's session cookie, with a key whose role may read (not a `trigger` key); anything else is
+refused before any event can be read. Revoking a key disconnects its sockets in this process (and
+in the others that hear of it). Rooms are named by the server only, so a client can join nothing
+but what these events let it follow.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import socketio
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from workflow_engine.api.auth import token_matches
+from workflow_engine.api.access import Gate, bearer_value
 from workflow_engine.api.realtime_hub import (
     ALL_ROOM,
     RealtimeHub,
@@ -31,8 +33,10 @@ from workflow_engine.api.realtime_hub import (
     steps_room,
     workflow_room,
 )
-from workflow_engine.api.session import cookie_from_header, session_valid
-from workflow_engine.errors import NotFound
+from workflow_engine.api.session import cookie_from_header
+from workflow_engine.domain.access import Permission, Principal
+from workflow_engine.engine.keys import KeyRing
+from workflow_engine.errors import NotFound, StorageError
 from workflow_engine.events.bus import EventBus
 from workflow_engine.settings import Settings
 from workflow_engine.storage import executions as ex_store
@@ -55,8 +59,10 @@ MAX_SUBSCRIPTIONS = 200
 class Realtime:
     """The Socket.io server of one app; `start` wires it to the engine once the engine exists."""
 
-    def __init__(self, settings: Settings, *, token: str | None) -> None:
-        self.token = token
+    def __init__(self, settings: Settings, *, gate: Gate) -> None:
+        self.gate = gate
+        self._sockets_of_key: dict[str, set[str]] = {}
+        self._key_of_socket: dict[str, str] = {}
         self.sio = socketio.AsyncServer(
             async_mode="asgi",
             # None: same origin only (the UI). CORS_ORIGINS opens it to other front ends.
@@ -68,7 +74,8 @@ class Realtime:
         self.asgi = socketio.ASGIApp(self.sio, socketio_path=None)
         self._register()
 
-    async def start(self, db: Database, bus: EventBus) -> None:
+    async def start(self, db: Database, bus: EventBus, keys: KeyRing) -> None:
+        keys.on_revoked(self._key_revoked)
         await self.hub.start(db, bus)
 
     async def stop(self) -> None:
@@ -76,14 +83,20 @@ class Realtime:
 
     # --- authentication -------------------------------------------------------------------------
 
-    def authorized(self, environ: dict[str, Any], auth: Any) -> bool:
-        if self.token is None:
-            return True
+    async def principal(self, environ: dict[str, Any], auth: Any) -> Principal | None:
         if isinstance(auth, dict) and isinstance(auth.get("token"), str):
-            return token_matches(self.token, f"Bearer {auth['token']}")
-        if token_matches(self.token, environ.get("HTTP_AUTHORIZATION")):
-            return True
-        return session_valid(self.token, cookie_from_header(environ.get("HTTP_COOKIE")))
+            return await self.gate.key(auth["token"])
+        value = bearer_value(environ.get("HTTP_AUTHORIZATION"))
+        if value is not None:
+            principal = await self.gate.key(value)
+            if principal is not None:
+                return principal
+        return await self.gate.session(cookie_from_header(environ.get("HTTP_COOKIE")))
+
+    async def _key_revoked(self, key_id: str) -> None:
+        for sid in self._sockets_of_key.pop(key_id, set()):
+            self._key_of_socket.pop(sid, None)
+            await self.sio.disconnect(sid)
 
     # --- handlers -------------------------------------------------------------------------------
 
@@ -101,13 +114,33 @@ class Realtime:
             self.sio.on(name, handler=getattr(self, f"on_{name}"))
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        if not self.authorized(environ, auth):
+        try:
+            principal = await self.principal(environ, auth)
+        except StorageError:
             raise socketio.exceptions.ConnectionRefusedError(
-                "authentication failed: pass auth={'token': API_TOKEN} or log in"
+                "the database is unavailable right now; try again shortly"
+            ) from None
+        if principal is None:
+            raise socketio.exceptions.ConnectionRefusedError(
+                "authentication failed: pass auth={'token': API_TOKEN or a key} or log in"
             )
+        if not principal.can(Permission.READ):
+            raise socketio.exceptions.ConnectionRefusedError(
+                f"the {principal.role} key {principal.name!r} may not follow executions"
+            )
+        if principal.key_id is not None:
+            self._sockets_of_key.setdefault(principal.key_id, set()).add(sid)
+            self._key_of_socket[sid] = principal.key_id
 
     async def on_disconnect(self, sid: str, *args: Any) -> None:
         self.hub.drop_client(sid)
+        key_id = self._key_of_socket.pop(sid, None)
+        if key_id is not None:
+            sockets = self._sockets_of_key.get(key_id)
+            if sockets is not None:
+                sockets.discard(sid)
+                if not sockets:
+                    del self._sockets_of_key[key_id]
 
     async def on_subscribe(self, sid: str, data: Any = None) -> dict[str, Any]:
         execution_id, after_seq = _subscribe_args(data)

@@ -3,7 +3,7 @@
 The routes build their bodies with `serialize.py` (rows to camelCase dicts); these models
 describe those dicts field for field, in the same order, so validating a body through its model
 changes no byte of it. The request bodies are `domain/definition.py`'s models (a workflow
-document, a trigger) and `ExecuteRequest` here.
+document, a trigger) and `ExecuteRequest` and `KeyRequest` here.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from workflow_engine.domain.access import Role
 from workflow_engine.domain.status import ExecutionStatus, StepStatus
 
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
@@ -120,6 +121,83 @@ class ErrorResponse(BaseModel):
     )
 
 
+# --- audit ---------------------------------------------------------------------------------------
+
+
+class AuditEntry(_Response):
+    """One change and who made it."""
+
+    id: str
+    at: Timestamp
+    actor: str = Field(
+        description="The key's name, `API_TOKEN` (the bootstrap admin token), `anonymous` "
+        "(authentication disabled), `system` (`serve --apply`) or `cli` (`workflow-engine keys`)"
+    )
+    actorKeyId: str | None = Field(description="The named key's id; null for the others")
+    action: str = Field(
+        description="`workflow.created`, `workflow.saved`, `workflow.archived`, `trigger.added`, "
+        "`trigger.updated`, `trigger.deleted`, `execution.cancelled`, `execution.rerun`, "
+        "`key.created` or `key.revoked`"
+    )
+    targetType: str = Field(description="`workflow`, `execution` or `key`")
+    targetId: str
+    detail: Json
+    summary: str = Field(description="The entry as a person reads it: `cancelled by ops-key`")
+
+
+class AuditList(_Response):
+    entries: list[AuditEntry] = Field(description="Newest first")
+    nextCursor: str | None = Field(description="Pass as `cursor` for the next page; null: last")
+
+
+# --- keys ----------------------------------------------------------------------------------------
+
+WorkflowRefs = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]],
+    Field(max_length=100),
+]
+
+
+class KeyRequest(BaseModel):
+    """Body of `POST /api/keys`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        min_length=1,
+        max_length=100,
+        description="Unique among live keys; shown in the audit log as who did what",
+    )
+    role: Role = Field(
+        description="`admin`: everything; `operator`: read, execute, cancel, re-run; "
+        "`viewer`: read only; `trigger`: execute the listed workflows only"
+    )
+    workflows: WorkflowRefs | None = Field(
+        default=None, description="`trigger` keys only (and required): workflow ids or names"
+    )
+
+
+class ApiKey(_Response):
+    """A key as listed: never its secret."""
+
+    id: str
+    name: str
+    role: Role
+    prefix: str = Field(description="The key's first characters, to tell keys apart")
+    workflows: list[str] | None = Field(description="`trigger` keys: the workflow ids")
+    createdAt: Timestamp
+    lastUsedAt: Timestamp | None = Field(description="Recorded at most once a minute")
+    revokedAt: Timestamp | None
+
+
+class CreatedKey(ApiKey):
+    key: str = Field(description="The key itself: shown this once, stored only as a digest")
+
+
+class KeyList(_Response):
+    keys: list[ApiKey] = Field(description="Newest first, revoked ones included")
+
+
 # --- workflows -----------------------------------------------------------------------------------
 
 
@@ -158,6 +236,9 @@ class Workflow(WorkflowSummary):
     version: int | Absent = Field(default=None, description="Number of the active version")
     definition: Document | Absent = Field(default=None, description="The active version's document")
     triggers: list[Trigger] | Absent = None
+    audit: list[AuditEntry] | Absent = Field(
+        default=None, description="GET only: who changed it, oldest first"
+    )
 
 
 class WorkflowList(_Response):
@@ -215,6 +296,10 @@ class Execution(_Response):
     parentExecutionId: str | None
     parentStepKey: str | None
     cancelRequestedAt: Timestamp | None
+    triggeredBy: str | None = Field(
+        description="The key that started it through the API (`API_TOKEN` for the bootstrap "
+        "token); null when a schedule, a webhook or a parent execution did"
+    )
 
 
 class ExecutionStep(_Response):
@@ -246,6 +331,7 @@ class ExecutionDetail(Execution):
     steps: list[ExecutionStep]
     logs: list[ExecutionLog]
     children: list[Execution]
+    audit: list[AuditEntry] = Field(description="Who cancelled or re-ran it, oldest first")
 
 
 class ExecutionList(_Response):

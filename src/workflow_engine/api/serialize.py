@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from workflow_engine.domain.audit import summary as audit_summary
 from workflow_engine.storage.db import Row
 
 
@@ -73,6 +74,7 @@ def execution(row: Row) -> dict[str, Any]:
         "parentExecutionId": row["parent_execution_id"],
         "parentStepKey": row["parent_step_key"],
         "cancelRequestedAt": iso(row["cancel_requested_at"]),
+        "triggeredBy": row["triggered_by"],
     }
 
 
@@ -100,4 +102,32 @@ def log(row: Row) -> dict[str, Any]:
         "message": row["message"],
         "metadata": row["metadata"],
         "timestamp": iso(row["timestamp"]),
+    }
+
+
+def key(row: Row) -> dict[str, Any]:
+    """An API key without its secret (only the digest is stored, and it is not shown)."""
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "role": row["role"],
+        "prefix": row["prefix"],
+        "workflows": row["workflows"],
+        "createdAt": iso(row["created_at"]),
+        "lastUsedAt": iso(row["last_used_at"]),
+        "revokedAt": iso(row["revoked_at"]),
+    }
+
+
+def audit(row: Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "at": iso(row["at"]),
+        "actor": row["actor"],
+        "actorKeyId": row["actor_key_id"],
+        "action": row["action"],
+        "targetType": row["target_type"],
+        "targetId": row["target_id"],
+        "detail": row["detail"],
+        "summary": audit_summary(row["action"], row["actor"], row["detail"]),
     }

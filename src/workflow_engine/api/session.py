@@ -1,8 +1,11 @@
-"""The UI's login session: a cookie derived from the API token, never the token itself.
+"""The UI's login session: a cookie signed with the API token, never a key itself.
 
-The cookie holds `<issued-at>.<HMAC-SHA256(token, issued-at)>`: anyone holding it can prove they
-logged in with the token, but cannot recover the token. Changing API_TOKEN logs every browser
-out. Cookie-authenticated requests that change state must also carry `X-Requested-With` (a
+The cookie holds `<issued-at>.<HMAC-SHA256(token, issued-at)>` for the API token, and
+`<issued-at>.<HMAC-SHA256(token, issued-at and key id)>.<key id>` for a named key: anyone
+holding it can prove they logged in with that key, but cannot recover the key or the token, nor
+forge a session for another key. Each request with a named key's session checks the key is still
+live (engine/keys.py), so revoking the key ends its sessions. Changing API_TOKEN logs every
+browser out. Cookie-authenticated requests that change state must also carry `X-Requested-With` (a
 header a cross-site form cannot send), on top of SameSite=Strict.
 """
 
@@ -13,6 +16,7 @@ import hmac
 import secrets
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
 
 COOKIE_NAME = "we_session"
@@ -21,27 +25,45 @@ CSRF_HEADER = "x-requested-with"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def _sign(token: str, issued: str) -> str:
-    return hmac.new(token.encode(), f"session:{issued}".encode(), hashlib.sha256).hexdigest()
+def _sign(token: str, issued: str, key_id: str | None) -> str:
+    message = f"session:{issued}" if key_id is None else f"session:{issued}:{key_id}"
+    return hmac.new(token.encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
-def make_session(token: str, *, now: float | None = None) -> str:
-    """A new cookie value for a browser that just proved it knows `token`."""
+@dataclass(frozen=True)
+class Session:
+    key_id: str | None
+    """The named key logged in with; None for the API token."""
+
+
+def make_session(token: str, *, key_id: str | None = None, now: float | None = None) -> str:
+    """A new cookie value for a browser that just proved it knows `token` (or the named key
+    `key_id`: the cookie is still signed with `token`, which only the server knows)."""
     issued = str(int(now if now is not None else time.time()))
-    return f"{issued}.{_sign(token, issued)}"
+    value = f"{issued}.{_sign(token, issued, key_id)}"
+    return value if key_id is None else f"{value}.{key_id}"
+
+
+def read_session(token: str, value: str | None, *, now: float | None = None) -> Session | None:
+    """The session `value` holds if `make_session(token, ...)` made it less than MAX_AGE_S ago."""
+    if not value:
+        return None
+    issued, _, rest = value.partition(".")
+    signature, _, key_id = rest.partition(".")
+    if not issued.isdigit() or not signature:
+        return None
+    age = (now if now is not None else time.time()) - int(issued)
+    if age < -60 or age > MAX_AGE_S:
+        return None
+    expected = _sign(token, issued, key_id or None)
+    if not secrets.compare_digest(signature.encode(), expected.encode()):
+        return None
+    return Session(key_id or None)
 
 
 def session_valid(token: str, value: str | None, *, now: float | None = None) -> bool:
-    """Whether `value` was made by `make_session(token)` less than MAX_AGE_S ago."""
-    if not value:
-        return False
-    issued, _, signature = value.partition(".")
-    if not issued.isdigit() or not signature:
-        return False
-    age = (now if now is not None else time.time()) - int(issued)
-    if age < -60 or age > MAX_AGE_S:
-        return False
-    return secrets.compare_digest(signature, _sign(token, issued))
+    """Whether `value` is a session `make_session(token, ...)` made less than MAX_AGE_S ago."""
+    return read_session(token, value, now=now) is not None
 
 
 def cookie_from_header(header: str | None) -> str | None:
@@ -55,11 +77,6 @@ def cookie_from_header(header: str | None) -> str | None:
         return None
     morsel = jar.get(COOKIE_NAME)
     return morsel.value if morsel is not None else None
-
-
-def request_has_session(token: str, headers: Mapping[str, str]) -> bool:
-    """`headers` are lower-cased request headers."""
-    return session_valid(token, cookie_from_header(headers.get("cookie")))
 
 
 def csrf_ok(method: str, headers: Mapping[str, str]) -> bool:

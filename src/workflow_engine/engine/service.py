@@ -1,6 +1,8 @@
 """What the API and the CLI ask of the engine: save workflows, start, cancel and re-run executions.
 
 Mode-agnostic: it is handed the database, the queues and the cancel signals by `bootstrap`.
+Every change made for someone takes its `actor` and records it in the audit log, in the same
+transaction as the change.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from workflow_engine.batching import Batcher
+from workflow_engine.domain.access import SYSTEM, Actor
+from workflow_engine.domain.audit import Action, Target
 from workflow_engine.domain.definition import TriggerDefinition, WorkflowDefinition
 from workflow_engine.domain.status import RERUNNABLE, ExecutionStatus
 from workflow_engine.engine.cancel import CancelSignals
@@ -26,9 +30,10 @@ from workflow_engine.errors import (
 )
 from workflow_engine.queue.base import JobQueue
 from workflow_engine.steps.registry import StepRegistry
+from workflow_engine.storage import audit
 from workflow_engine.storage import executions as ex_store
 from workflow_engine.storage import workflows as wf_store
-from workflow_engine.storage.db import Database, Row
+from workflow_engine.storage.db import Connection, Database, Row
 
 log = logging.getLogger(__name__)
 ENQUEUE_TIMEOUT_S = 3.0
@@ -41,6 +46,7 @@ class _Request:
     """Id or name."""
     input: Any
     trigger_id: str | None
+    triggered_by: str | None = None
 
 
 def _refused_values(exc: Exception) -> bool:
@@ -61,6 +67,7 @@ def _new_execution(
         workflow_version_id=workflow["active_version_id"],
         input=request.input,
         trigger_id=request.trigger_id,
+        triggered_by=request.triggered_by,
     )
 
 
@@ -99,14 +106,19 @@ class EngineService:
         """Checks that need the engine (engine/definition_checks.py); raises InvalidDefinition."""
         check_definition(definition, self.registry)
 
-    async def create_workflow(self, definition: WorkflowDefinition) -> str:
+    async def create_workflow(self, definition: WorkflowDefinition, actor: Actor = SYSTEM) -> str:
         self.check_definition(definition)
         async with self.db.write() as conn:
             workflow_id = await wf_store.create_workflow(conn, definition)
+            await audit.record(
+                conn, actor, Action.WORKFLOW_CREATED, Target.WORKFLOW, workflow_id, {"version": 1}
+            )
         await self._triggers_changed(definition.triggers)
         return workflow_id
 
-    async def update_workflow(self, id_or_name: str, definition: WorkflowDefinition) -> str:
+    async def update_workflow(
+        self, id_or_name: str, definition: WorkflowDefinition, actor: Actor = SYSTEM
+    ) -> str:
         """Save a new version; executions already started stay on theirs. Saving the document
         that is already active changes nothing (PUT is idempotent)."""
         self.check_definition(definition)
@@ -119,51 +131,86 @@ class EngineService:
                 if row["active_version_id"]
                 else None
             )
+            number = None
             if active is None or active["definition"] != definition.document():
-                await wf_store.add_version(conn, row["id"], definition)
-            if definition.triggers is not None:
-                await wf_store.replace_triggers(conn, row["id"], definition.triggers)
+                number = await wf_store.add_version(conn, row["id"], definition)
+            replaced = definition.triggers is not None and await wf_store.replace_triggers(
+                conn, row["id"], definition.triggers
+            )
+            if number is not None or replaced:
+                detail = {"version": number} if number is not None else {"triggers": True}
+                await audit.record(
+                    conn, actor, Action.WORKFLOW_SAVED, Target.WORKFLOW, row["id"], detail
+                )
         await self._triggers_changed(definition.triggers)
         return str(row["id"])
 
-    async def apply_workflow(self, definition: WorkflowDefinition) -> str:
+    async def apply_workflow(self, definition: WorkflowDefinition, actor: Actor = SYSTEM) -> str:
         """Create the workflow named in the document, or update it."""
         async with self.db.read() as conn:
             try:
                 row = await wf_store.get_workflow(conn, definition.name)
             except NotFound:
-                return await self.create_workflow(definition)
-        return await self.update_workflow(str(row["id"]), definition)
+                return await self.create_workflow(definition, actor)
+        return await self.update_workflow(str(row["id"]), definition, actor)
 
-    async def archive_workflow(self, id_or_name: str) -> str:
+    async def archive_workflow(self, id_or_name: str, actor: Actor = SYSTEM) -> str:
         async with self.db.write() as conn:
             row = await wf_store.get_workflow(conn, id_or_name)
-            await wf_store.archive_workflow(conn, row["id"])
+            if row["archived_at"] is None:
+                await wf_store.archive_workflow(conn, row["id"])
+                await audit.record(
+                    conn, actor, Action.WORKFLOW_ARCHIVED, Target.WORKFLOW, row["id"]
+                )
         await self._triggers_changed([])
         return str(row["id"])
 
-    async def add_trigger(self, id_or_name: str, definition: TriggerDefinition) -> str:
+    async def add_trigger(
+        self, id_or_name: str, definition: TriggerDefinition, actor: Actor = SYSTEM
+    ) -> str:
         async with self.db.write() as conn:
             row = await wf_store.get_workflow(conn, id_or_name)
             if row["archived_at"] is not None:
                 raise Conflict("the workflow is archived")
             trigger_id = await wf_store.create_trigger(conn, row["id"], definition)
+            await self._trigger_audit(conn, actor, Action.TRIGGER_ADDED, row["id"], trigger_id)
         await self._triggers_changed([definition])
         return trigger_id
 
-    async def update_trigger(self, trigger_id: str, definition: TriggerDefinition) -> None:
+    async def update_trigger(
+        self, trigger_id: str, definition: TriggerDefinition, actor: Actor = SYSTEM
+    ) -> None:
         async with self.db.write() as conn:
             current = await wf_store.get_trigger(conn, trigger_id)
             if current["type"] != definition.type:
                 raise Conflict("a trigger's type cannot change; delete it and add a new one")
             await wf_store.update_trigger(conn, trigger_id, definition)
+            await self._trigger_audit(
+                conn, actor, Action.TRIGGER_UPDATED, current["workflow_id"], trigger_id
+            )
         await self._triggers_changed([definition])
 
-    async def delete_trigger(self, trigger_id: str) -> None:
+    async def delete_trigger(self, trigger_id: str, actor: Actor = SYSTEM) -> None:
         async with self.db.write() as conn:
-            await wf_store.get_trigger(conn, trigger_id)
+            current = await wf_store.get_trigger(conn, trigger_id)
             await wf_store.delete_trigger(conn, trigger_id)
+            await audit.record(
+                conn,
+                actor,
+                Action.TRIGGER_DELETED,
+                Target.WORKFLOW,
+                current["workflow_id"],
+                {"triggerId": trigger_id, "type": current["type"]},
+            )
         await self._triggers_changed([])
+
+    @staticmethod
+    async def _trigger_audit(
+        conn: Connection, actor: Actor, action: Action, workflow_id: str, trigger_id: str
+    ) -> None:
+        trigger = await wf_store.get_trigger(conn, trigger_id)
+        detail = {"triggerId": trigger_id, "type": trigger["type"]}
+        await audit.record(conn, actor, action, Target.WORKFLOW, workflow_id, detail)
 
     async def _triggers_changed(self, triggers: list[TriggerDefinition] | None) -> None:
         if self._on_triggers_changed is None or triggers is None:
@@ -184,16 +231,19 @@ class EngineService:
         *,
         idempotency_key: str | None = None,
         trigger_id: str | None = None,
+        triggered_by: str | None = None,
     ) -> Started:
-        """Insert a `pending` execution of the active version and queue its dispatch job."""
+        """Insert a `pending` execution of the active version and queue its dispatch job.
+        `triggered_by`: the name of the key that asked (kept on the execution)."""
+        request = _Request(id_or_name, input, trigger_id, triggered_by)
         if not idempotency_key:
-            execution_id = await self._inserts(_Request(id_or_name, input, trigger_id))
+            execution_id = await self._inserts(request)
             # After the commit, so the dispatcher always finds the row.
             await self._enqueue(execution_id)
             return Started(execution_id, ExecutionStatus.PENDING.value, created=True)
         async with self.db.write() as conn:
             workflow = await wf_store.get_workflow(conn, id_or_name)
-            new = _new_execution(_Request(id_or_name, input, trigger_id), workflow)
+            new = _new_execution(request, workflow)
             if isinstance(new, Exception):
                 raise new
             existing = await ex_store.find_by_idempotency_key(conn, workflow["id"], idempotency_key)
@@ -231,7 +281,12 @@ class EngineService:
         return [next(ids) if isinstance(o, ex_store.NewExecution) else o for o in outcomes]
 
     async def fire_trigger(
-        self, trigger_id: str, input: Any, *, idempotency_key: str | None = None
+        self,
+        trigger_id: str,
+        input: Any,
+        *,
+        idempotency_key: str | None = None,
+        triggered_by: str | None = None,
     ) -> Started:
         """Start an execution through a `webhook` or `manual` trigger (linked to it)."""
         async with self.db.read() as conn:
@@ -241,7 +296,11 @@ class EngineService:
         if not trigger["enabled"]:
             raise Conflict("the trigger is disabled")
         return await self.execute(
-            trigger["workflow_id"], input, idempotency_key=idempotency_key, trigger_id=trigger_id
+            trigger["workflow_id"],
+            input,
+            idempotency_key=idempotency_key,
+            trigger_id=trigger_id,
+            triggered_by=triggered_by,
         )
 
     async def fire_schedule(
@@ -257,15 +316,25 @@ class EngineService:
             trigger_id=trigger_id,
         )
 
-    async def cancel(self, execution_id: str) -> str:
+    async def cancel(self, execution_id: str, actor: Actor = SYSTEM) -> str:
         """Cancel a pending or running execution (again: a no-op) and its child executions; a
         finished one is a Conflict."""
         async with self.db.write() as conn:
+            before = await ex_store.execution_status(conn, execution_id)
             status = await ex_store.request_cancel(conn, execution_id)
             if status in (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED):
                 raise Conflict(
                     f"execution {execution_id!r} is already {status}; only pending or running "
                     "executions can be cancelled"
+                )
+            if before != ExecutionStatus.CANCELLED:
+                await audit.record(
+                    conn,
+                    actor,
+                    Action.EXECUTION_CANCELLED,
+                    Target.EXECUTION,
+                    execution_id,
+                    {"was": before},
                 )
             children = await ex_store.active_descendants(conn, execution_id)
             running = [execution_id] if status == ExecutionStatus.RUNNING else []
@@ -276,7 +345,7 @@ class EngineService:
             await self.cancels.request(running_id)
         return status
 
-    async def rerun(self, execution_id: str) -> str:
+    async def rerun(self, execution_id: str, actor: Actor = SYSTEM) -> str:
         """A new execution of the same version and input: the completed and skipped steps (and
         map items) are carried over, not run again; the failed and the not-started ones run."""
         async with self.db.write() as conn:
@@ -292,9 +361,18 @@ class EngineService:
                 input=source["input"],
                 trigger_id=source["trigger_id"],
                 rerun_of_id=source["id"],
+                triggered_by=actor.name,
             )
             new_id = await ex_store.insert_execution(conn, new)
             await ex_store.copy_finished_steps(conn, execution_id, new_id)
+            await audit.record(
+                conn,
+                actor,
+                Action.EXECUTION_RERUN,
+                Target.EXECUTION,
+                execution_id,
+                {"newExecutionId": new_id},
+            )
         await self._enqueue(new_id)
         return new_id
 

@@ -54,6 +54,8 @@ class NewExecution:
     rerun_of_id: str | None = None
     parent_execution_id: str | None = None
     parent_step_key: str | None = None
+    triggered_by: str | None = None
+    """The name of the key that started it through the API (API_TOKEN for the bootstrap one)."""
 
 
 async def insert_execution(conn: AsyncConnection, new: NewExecution) -> str:
@@ -89,6 +91,7 @@ async def insert_executions(conn: AsyncConnection, news: list[NewExecution]) -> 
             "rerun_of_id": new.rerun_of_id,
             "parent_execution_id": new.parent_execution_id,
             "parent_step_key": new.parent_step_key,
+            "triggered_by": new.triggered_by,
             "fencing_token": 0,
         }
         for new in news
@@ -371,6 +374,13 @@ async def fail_unclaimable(conn: AsyncConnection, execution_id: str, error: str)
 
 
 # --- cancel --------------------------------------------------------------------------------------
+
+
+async def execution_status(conn: AsyncConnection, execution_id: str) -> str:
+    status = await conn.scalar(select(executions.c.status).where(executions.c.id == execution_id))
+    if status is None:
+        raise NotFound(f"execution {execution_id!r} not found")
+    return str(status)
 
 
 async def request_cancel(conn: AsyncConnection, execution_id: str) -> str:

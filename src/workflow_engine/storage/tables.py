@@ -154,6 +154,8 @@ executions = Table(
     # A child execution (a `workflow` step's): its parent and the parent's step.
     _id("parent_execution_id", ForeignKey("executions.id", ondelete="SET NULL")),
     Column("parent_step_key", String(80)),
+    # Who started it: the API key's name (or API_TOKEN); None for triggers, schedules, children.
+    Column("triggered_by", String(100)),
     Index("ix_executions_created_at_id", "created_at", "id"),
     Index("ix_executions_parent_execution_id", "parent_execution_id"),
     Index("ix_executions_workflow_id_created_at_id", "workflow_id", "created_at", "id"),
@@ -206,3 +208,47 @@ execution_events = Table(
     Column("timestamp", UTCDateTime, nullable=False),
 )
 """Every event sent for an execution, in `seq` order: a subscriber catches up from here."""
+
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    _id(primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("role", String(16), nullable=False),
+    # SHA-256 of the key, in hex: the key itself is never stored (domain/access.py).
+    Column("key_hash", String(64), nullable=False),
+    Column("prefix", String(16), nullable=False),
+    # `trigger` keys: the ids of the workflows they may execute (a JSON list); else NULL.
+    Column("workflows", Json),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
+    Index("uq_api_keys_key_hash", "key_hash", unique=True),
+    Index(
+        "uq_api_keys_name_live",
+        "name",
+        unique=True,
+        sqlite_where=text("revoked_at IS NULL"),
+        postgresql_where=text("revoked_at IS NULL"),
+    ),
+    Index("ix_api_keys_created_at_id", "created_at", "id"),
+)
+"""Named API keys with a role (README "API keys and roles")."""
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    _id(primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    # The key's name (kept when the key is revoked), API_TOKEN, anonymous, system or cli.
+    Column("actor", String(100), nullable=False),
+    _id("actor_key_id"),
+    Column("action", String(32), nullable=False),
+    Column("target_type", String(16), nullable=False),
+    _id("target_id", nullable=False),
+    Column("detail", Json),
+    Index("ix_audit_log_target_type_target_id_at_id", "target_type", "target_id", "at", "id"),
+    Index("ix_audit_log_at_id", "at", "id"),
+)
+"""Who changed what: one row per change made through the API, the UI or the CLI."""

@@ -192,16 +192,18 @@ def trigger_values(definition: TriggerDefinition) -> dict[str, Any]:
 
 async def replace_triggers(
     conn: AsyncConnection, workflow_id: str, definitions: list[TriggerDefinition]
-) -> None:
-    """Make the workflow's triggers those of the document; unchanged ones keep their ids."""
+) -> bool:
+    """Make the workflow's triggers those of the document; unchanged ones keep their ids.
+    Whether anything changed."""
     wanted = [trigger_values(d) for d in definitions]
     current = await list_triggers(conn, workflow_id)
     have = [{"type": t["type"], "config": t["config"], "enabled": t["enabled"]} for t in current]
     if have == wanted:
-        return
+        return False
     await conn.execute(triggers.delete().where(triggers.c.workflow_id == workflow_id))
     for definition in definitions:
         await create_trigger(conn, workflow_id, definition)
+    return True
 
 
 async def create_trigger(

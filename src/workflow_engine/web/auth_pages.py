@@ -1,14 +1,15 @@
-"""Login and logout: the browser proves it knows the API token once and gets a session cookie."""
+"""Login and logout: the browser proves once that it holds a key (the API token or a named key)
+and gets a session cookie naming that key."""
 
 from __future__ import annotations
 
-import secrets
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from workflow_engine.api.session import COOKIE_NAME, MAX_AGE_S, make_session
+from workflow_engine.api.access import Gate
+from workflow_engine.api.session import COOKIE_NAME, MAX_AGE_S
 from workflow_engine.web.render import page
 
 router = APIRouter(include_in_schema=False)
@@ -36,24 +37,26 @@ async def login_form(request: Request, next: str | None = None) -> Response:
 
 @router.post("/login")
 async def login(request: Request) -> Response:
-    token: str | None = request.app.state.token
+    gate: Gate = request.app.state.gate
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
     given = form.get("token", [""])[0].strip()
     target = _safe_next(form.get("next", [None])[0])
-    if token is None:
+    if not gate.enabled:
         return RedirectResponse(target, status_code=303)
-    if not given or not secrets.compare_digest(given.encode(), token.encode()):
+    principal = await gate.key(given) if given else None
+    if principal is None:
         return page(
             request,
             "login.html",
             status_code=401,
             next=target,
-            error="That token is not valid. Use the API_TOKEN, or the one in DATA_DIR/api-token.",
+            error="That key is not valid (or it was revoked). Use an API key, the API_TOKEN, "
+            "or the token in DATA_DIR/api-token.",
         )
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         COOKIE_NAME,
-        make_session(token),
+        gate.session_cookie(principal),
         max_age=MAX_AGE_S,
         httponly=True,
         samesite="strict",

@@ -8,19 +8,22 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 
 from workflow_engine.api.deps import EngineDep
+from workflow_engine.domain.access import Permission, Principal
+from workflow_engine.domain.audit import Target
 from workflow_engine.errors import NotFound
+from workflow_engine.storage import audit
 from workflow_engine.storage import executions as ex_store
 from workflow_engine.storage import workflows as wf_store
 from workflow_engine.storage.db import Connection
 from workflow_engine.storage.pagination import Cursor
 from workflow_engine.web import timeline
-from workflow_engine.web.render import STATUSES, page, require_login
+from workflow_engine.web.render import STATUSES, forbidden, page, require_login
 
 router = APIRouter(include_in_schema=False)
-Login = Annotated[None, Depends(require_login)]
+Login = Annotated[Principal, Depends(require_login)]
 PAGE_SIZE = 50
 PERIODS = {
     "15m": ("Last 15 minutes", timedelta(minutes=15)),
@@ -35,12 +38,14 @@ PERIODS = {
 async def monitoring_page(
     request: Request,
     engine: EngineDep,
-    _: Login,
+    who: Login,
     workflow: str = "",
     status: str = "",
     period: str = "",
     cursor: str = "",
 ) -> Response:
+    if not who.can(Permission.READ):  # a trigger key: its page is the list of its workflows
+        return RedirectResponse("/workflows", status_code=303)
     status = status if status in STATUSES else ""
     period = period if period in PERIODS else ""
     delta = PERIODS[period][1]
@@ -106,8 +111,10 @@ async def _queue_counts(engine: Any) -> dict[str, dict[str, int]]:
 
 @router.get("/executions/{execution_id}")
 async def execution_page(
-    request: Request, engine: EngineDep, execution_id: str, _: Login
+    request: Request, engine: EngineDep, execution_id: str, who: Login
 ) -> Response:
+    if not who.can(Permission.READ):
+        return forbidden(request, who)
     async with engine.db.read() as conn:
         try:
             # The seq first: events after it are replayed by the page, so nothing falls between.
@@ -126,6 +133,7 @@ async def execution_page(
         if parent is not None:
             wanted.add(parent["workflow_id"])
         names = await wf_store.workflow_names(conn, wanted)
+        entries = await audit.entries_of(conn, Target.EXECUTION, execution_id)
     rerun_created_at = row["created_at"] if row["rerun_of_id"] else None
     return page(
         request,
@@ -139,6 +147,7 @@ async def execution_page(
             version["definition"], steps, children, rerun_created_at=rerun_created_at
         ),
         logs=logs,
+        audit=entries,
         last_seq=last_seq,
         server_now=datetime.now(UTC),
         nav="monitoring",

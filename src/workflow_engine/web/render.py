@@ -13,7 +13,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from workflow_engine.api.session import COOKIE_NAME, session_valid
+from workflow_engine.api.access import Gate
+from workflow_engine.api.session import COOKIE_NAME
+from workflow_engine.domain.access import Permission, Principal
+from workflow_engine.domain.audit import summary as audit_summary
 from workflow_engine.domain.status import ExecutionStatus
 
 HERE = Path(__file__).parent
@@ -87,6 +90,9 @@ templates.env.filters.update(
     duration=duration, relative=relative, absolute=absolute, iso=iso, short_id=short_id
 )
 templates.env.filters["pretty"] = pretty
+templates.env.filters["audit_summary"] = lambda row: audit_summary(
+    row["action"], row["actor"], row["detail"]
+)
 
 
 class LoginRequired(Exception):
@@ -97,14 +103,16 @@ class LoginRequired(Exception):
         self.next_url = next_url
 
 
-async def require_login(request: Request) -> None:
-    """FastAPI dependency for every page."""
-    token: str | None = request.app.state.token
-    if token is None:
-        return
-    if not session_valid(token, request.cookies.get(COOKIE_NAME)):
+async def require_login(request: Request) -> Principal:
+    """FastAPI dependency for every page: who is logged in (their key still live), or the
+    browser goes to the login page."""
+    gate: Gate = request.app.state.gate
+    principal = await gate.session(request.cookies.get(COOKIE_NAME))
+    if principal is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(target)
+    request.state.principal = principal
+    return principal
 
 
 def install(app: FastAPI) -> None:
@@ -118,4 +126,13 @@ def page(request: Request, name: str, status_code: int = 200, **context: Any) ->
     if name != "login.html":
         context.setdefault("nav", "")
     context["auth_enabled"] = request.app.state.token is not None
+    principal: Principal | None = getattr(request.state, "principal", None)
+    context["principal"] = principal
+    # What the logged-in key may do: the pages leave out the actions it may not.
+    context["can"] = {p.value: principal is not None and principal.can(p) for p in Permission}
     return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def forbidden(request: Request, principal: Principal) -> Response:
+    """The page a key whose role may not read gets instead of a page that shows data."""
+    return page(request, "forbidden.html", status_code=403, who=principal)

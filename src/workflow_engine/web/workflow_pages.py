@@ -13,16 +13,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from workflow_engine.api.deps import EngineDep
 from workflow_engine.api.errors import describe
+from workflow_engine.api.permissions import ADMIN, Caller
+from workflow_engine.domain.access import Permission, Principal
+from workflow_engine.domain.audit import Target
 from workflow_engine.domain.definition import WorkflowDefinition
 from workflow_engine.errors import NotFound, StorageError, WorkflowEngineError
+from workflow_engine.storage import audit
 from workflow_engine.storage import executions as ex_store
 from workflow_engine.storage import workflows as wf_store
 from workflow_engine.web.graph import layout
-from workflow_engine.web.render import page, require_login
+from workflow_engine.web.render import forbidden, page, require_login
 from workflow_engine.web.step_problems import locate
 
 router = APIRouter(include_in_schema=False)
-Login = Annotated[None, Depends(require_login)]
+Login = Annotated[Principal, Depends(require_login)]
 RECENT = 20
 STARTER = """\
 name: my-workflow
@@ -47,7 +51,12 @@ steps:
 
 
 @router.get("/workflows")
-async def workflows_page(request: Request, engine: EngineDep, _: Login) -> Response:
+async def workflows_page(request: Request, engine: EngineDep, who: Login) -> Response:
+    if not who.can(Permission.READ):
+        # A trigger key reads nothing: it gets its own workflows' names and a Run button each.
+        async with engine.db.read() as conn:
+            names = await wf_store.workflow_names(conn, set(who.workflows or ()))
+        return page(request, "run.html", runnable=sorted(names.items(), key=lambda i: i[1]))
     async with engine.db.read() as conn:
         rows = await wf_store.list_workflows(conn, limit=200, cursor=None, include_archived=False)
     return page(request, "workflows.html", workflows=rows, starter=STARTER, nav="workflows")
@@ -55,8 +64,10 @@ async def workflows_page(request: Request, engine: EngineDep, _: Login) -> Respo
 
 @router.get("/workflows/{workflow_id}")
 async def workflow_page(
-    request: Request, engine: EngineDep, workflow_id: str, _: Login
+    request: Request, engine: EngineDep, workflow_id: str, who: Login
 ) -> Response:
+    if not who.can(Permission.READ):
+        return forbidden(request, who)
     async with engine.db.read() as conn:
         try:
             row = await wf_store.get_workflow(conn, workflow_id)
@@ -67,6 +78,7 @@ async def workflow_page(
         recent = await ex_store.list_executions(
             conn, workflow_id=row["id"], status=None, limit=RECENT, cursor=None
         )
+        entries = await audit.entries_of(conn, Target.WORKFLOW, row["id"])
     active = next((v for v in versions if v["id"] == row["active_version_id"]), None)
     definition = active["definition"] if active else {}
     return page(
@@ -80,6 +92,8 @@ async def workflow_page(
         versions=versions,
         triggers=triggers,
         executions=recent,
+        audit=entries,
+        can_run=who.can_execute(str(row["id"])) and row["archived_at"] is None,
         nav="workflows",
     )
 
@@ -119,8 +133,8 @@ def _refused(problems: list[dict[str, Any]]) -> Response:
     return JSONResponse({"ok": False, "errors": problems}, status_code=422)
 
 
-@router.post("/api/ui/editor")
-async def save_document(engine: EngineDep, body: EditorRequest) -> Response:
+@router.post("/api/ui/editor", dependencies=[ADMIN])
+async def save_document(engine: EngineDep, body: EditorRequest, caller: Caller) -> Response:
     """Validate (and unless dryRun, save) a workflow written in the UI's editor. 422 lists the
     problems, each with the path in the document (`steps.1.type`) and a line when known; one
     about a step (its needs, its type) also names it (`step`)."""
@@ -139,9 +153,9 @@ async def save_document(engine: EngineDep, body: EditorRequest) -> Response:
         return JSONResponse({"ok": True, "errors": []})
     try:
         if body.workflowId:
-            saved = await engine.service.update_workflow(body.workflowId, definition)
+            saved = await engine.service.update_workflow(body.workflowId, definition, caller.actor)
         else:
-            saved = await engine.service.create_workflow(definition)
+            saved = await engine.service.create_workflow(definition, caller.actor)
     except StorageError:
         raise  # not the document's fault: a 503 (api/errors.py), as for every request
     except WorkflowEngineError as exc:

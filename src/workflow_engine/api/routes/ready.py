@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 
 from workflow_engine import readiness
 from workflow_engine.api.deps import EngineDep
+from workflow_engine.api.permissions import PUBLIC
 from workflow_engine.api.routes import api_router
 from workflow_engine.api.schemas import ErrorResponse, Ready
 
@@ -18,6 +19,7 @@ router = api_router("system", open_routes=True)
 @router.get(
     "/ready",
     response_model=Ready,
+    dependencies=[PUBLIC],
     responses={
         503: {
             "model": ErrorResponse,

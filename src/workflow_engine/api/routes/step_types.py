@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from workflow_engine.api.deps import EngineDep
+from workflow_engine.api.permissions import READ
 from workflow_engine.api.routes import api_router
 
 router = api_router("step types")
@@ -27,7 +28,7 @@ class StepTypeList(BaseModel):
     stepTypes: list[StepTypeInfo]
 
 
-@router.get("/step-types")
+@router.get("/step-types", dependencies=[READ])
 async def list_step_types(engine: EngineDep) -> StepTypeList:
     """Every step type a workflow may use, sorted by name."""
     return StepTypeList(

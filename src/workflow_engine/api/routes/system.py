@@ -6,6 +6,7 @@ from typing import Any
 
 from workflow_engine.api.deps import EngineDep
 from workflow_engine.api.errors import COMMON
+from workflow_engine.api.permissions import PUBLIC, READ
 from workflow_engine.api.routes import BEARER, api_router
 from workflow_engine.api.schemas import Health, QueueCounts
 
@@ -13,7 +14,7 @@ from workflow_engine.api.schemas import Health, QueueCounts
 router = api_router("system", open_routes=True)
 
 
-@router.get("/health", response_model=Health)
+@router.get("/health", response_model=Health, dependencies=[PUBLIC])
 async def health(engine: EngineDep) -> Any:
     """Liveness, open without a token: the process answers. It checks nothing else, so that a
     database outage does not get healthy web processes restarted; `/api/ready` says whether the
@@ -21,7 +22,7 @@ async def health(engine: EngineDep) -> Any:
     return {"status": "ok", "mode": engine.mode}
 
 
-@router.get("/queues", response_model=QueueCounts, responses=COMMON, dependencies=[BEARER])
+@router.get("/queues", response_model=QueueCounts, responses=COMMON, dependencies=[BEARER, READ])
 async def queues(engine: EngineDep) -> Any:
     """Jobs per state in each queue."""
     return {

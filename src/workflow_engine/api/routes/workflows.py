@@ -16,6 +16,7 @@ from workflow_engine.api.deps import (
     parse_cursor,
 )
 from workflow_engine.api.errors import WRITE, responses
+from workflow_engine.api.permissions import ADMIN, EXECUTE, OPERATE, READ, Caller
 from workflow_engine.api.routes import api_router
 from workflow_engine.api.schemas import (
     EXECUTE_EXAMPLE,
@@ -31,7 +32,9 @@ from workflow_engine.api.schemas import (
     WorkflowVersion,
     examples,
 )
+from workflow_engine.domain.audit import Target
 from workflow_engine.domain.definition import TriggerDefinition, WorkflowDefinition
+from workflow_engine.storage import audit
 from workflow_engine.storage import workflows as wf_store
 from workflow_engine.storage.pagination import Cursor
 
@@ -60,7 +63,9 @@ TriggerDocument = Annotated[
 ]
 
 
-async def _workflow_body(engine: EngineDep, id_or_name: str) -> dict[str, Any]:
+async def _workflow_body(
+    engine: EngineDep, id_or_name: str, *, with_audit: bool = False
+) -> dict[str, Any]:
     async with engine.db.read() as conn:
         row = await wf_store.get_workflow(conn, id_or_name)
         version = (
@@ -69,7 +74,11 @@ async def _workflow_body(engine: EngineDep, id_or_name: str) -> dict[str, Any]:
             else None
         )
         triggers = await wf_store.list_triggers(conn, row["id"])
-    return serialize.workflow(row, version=version, triggers=triggers)
+        entries = await audit.entries_of(conn, Target.WORKFLOW, row["id"]) if with_audit else None
+    body = serialize.workflow(row, version=version, triggers=triggers)
+    if entries is not None:
+        body["audit"] = [serialize.audit(entry) for entry in entries]
+    return body
 
 
 # `response_model_exclude_unset`: keys serialize.py leaves out (a workflow's `version` before
@@ -82,10 +91,11 @@ async def _workflow_body(engine: EngineDep, id_or_name: str) -> dict[str, Any]:
     response_model=Workflow,
     response_model_exclude_unset=True,
     responses={**WRITE, **responses(409)},
+    dependencies=[ADMIN],
 )
-async def create_workflow(engine: EngineDep, document: Document) -> Any:
+async def create_workflow(engine: EngineDep, document: Document, caller: Caller) -> Any:
     """Create a workflow from a whole document (its version 1)."""
-    workflow_id = await engine.service.create_workflow(document)
+    workflow_id = await engine.service.create_workflow(document, caller.actor)
     return await _workflow_body(engine, workflow_id)
 
 
@@ -94,6 +104,7 @@ async def create_workflow(engine: EngineDep, document: Document) -> Any:
     response_model=WorkflowList,
     response_model_exclude_unset=True,
     responses=responses(400),
+    dependencies=[READ],
 )
 async def list_workflows(
     engine: EngineDep,
@@ -115,10 +126,12 @@ async def list_workflows(
     response_model=Workflow,
     response_model_exclude_unset=True,
     responses=NOT_FOUND,
+    dependencies=[READ],
 )
 async def get_workflow(engine: EngineDep, workflow_id: WorkflowRef) -> Any:
-    """A workflow by id or name, with its active definition and triggers."""
-    return await _workflow_body(engine, workflow_id)
+    """A workflow by id or name, with its active definition, triggers and `audit` (who
+    created, saved or archived it, and changed its triggers; oldest first)."""
+    return await _workflow_body(engine, workflow_id, with_audit=True)
 
 
 @router.put(
@@ -126,10 +139,13 @@ async def get_workflow(engine: EngineDep, workflow_id: WorkflowRef) -> Any:
     response_model=Workflow,
     response_model_exclude_unset=True,
     responses={**WRITE, **responses(404, 409)},
+    dependencies=[ADMIN],
 )
-async def update_workflow(engine: EngineDep, workflow_id: WorkflowRef, document: Document) -> Any:
+async def update_workflow(
+    engine: EngineDep, workflow_id: WorkflowRef, document: Document, caller: Caller
+) -> Any:
     """Save a whole document as a new version; running executions keep theirs."""
-    saved_id = await engine.service.update_workflow(workflow_id, document)
+    saved_id = await engine.service.update_workflow(workflow_id, document, caller.actor)
     return await _workflow_body(engine, saved_id)
 
 
@@ -138,14 +154,20 @@ async def update_workflow(engine: EngineDep, workflow_id: WorkflowRef, document:
     response_model=Workflow,
     response_model_exclude_unset=True,
     responses=responses(403, 404),
+    dependencies=[ADMIN],
 )
-async def archive_workflow(engine: EngineDep, workflow_id: WorkflowRef) -> Any:
+async def archive_workflow(engine: EngineDep, workflow_id: WorkflowRef, caller: Caller) -> Any:
     """Archive: no new executions, schedules off; history is kept."""
-    archived_id = await engine.service.archive_workflow(workflow_id)
+    archived_id = await engine.service.archive_workflow(workflow_id, caller.actor)
     return await _workflow_body(engine, archived_id)
 
 
-@router.get("/workflows/{workflow_id}/versions", response_model=VersionList, responses=NOT_FOUND)
+@router.get(
+    "/workflows/{workflow_id}/versions",
+    response_model=VersionList,
+    responses=NOT_FOUND,
+    dependencies=[READ],
+)
 async def list_versions(engine: EngineDep, workflow_id: WorkflowRef) -> Any:
     """Every saved version, oldest first."""
     async with engine.db.read() as conn:
@@ -158,6 +180,7 @@ async def list_versions(engine: EngineDep, workflow_id: WorkflowRef) -> Any:
     "/workflows/{workflow_id}/versions/{number}",
     response_model=WorkflowVersion,
     responses=NOT_FOUND,
+    dependencies=[READ],
 )
 async def get_version(
     engine: EngineDep, workflow_id: WorkflowRef, number: Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -173,6 +196,7 @@ async def get_version(
     response_model=TriggerList,
     response_model_exclude_unset=True,
     responses=NOT_FOUND,
+    dependencies=[READ],
 )
 async def list_triggers(engine: EngineDep, workflow_id: WorkflowRef) -> Any:
     async with engine.db.read() as conn:
@@ -187,11 +211,12 @@ async def list_triggers(engine: EngineDep, workflow_id: WorkflowRef) -> Any:
     response_model=Trigger,
     response_model_exclude_unset=True,
     responses={**WRITE, **responses(404, 409)},
+    dependencies=[ADMIN],
 )
 async def add_trigger(
-    engine: EngineDep, workflow_id: WorkflowRef, document: TriggerDocument
+    engine: EngineDep, workflow_id: WorkflowRef, document: TriggerDocument, caller: Caller
 ) -> Any:
-    trigger_id = await engine.service.add_trigger(workflow_id, document)
+    trigger_id = await engine.service.add_trigger(workflow_id, document, caller.actor)
     async with engine.db.read() as conn:
         return serialize.trigger(await wf_store.get_trigger(conn, trigger_id))
 
@@ -201,11 +226,12 @@ async def add_trigger(
     response_model=Trigger,
     response_model_exclude_unset=True,
     responses={**WRITE, **responses(404, 409)},
+    dependencies=[ADMIN],
 )
 async def update_trigger(
-    engine: EngineDep, trigger_id: TriggerId, document: TriggerDocument
+    engine: EngineDep, trigger_id: TriggerId, document: TriggerDocument, caller: Caller
 ) -> Any:
-    await engine.service.update_trigger(trigger_id, document)
+    await engine.service.update_trigger(trigger_id, document, caller.actor)
     async with engine.db.read() as conn:
         return serialize.trigger(await wf_store.get_trigger(conn, trigger_id))
 
@@ -215,9 +241,10 @@ async def update_trigger(
     status_code=204,
     response_class=Response,
     responses=responses(403, 404),
+    dependencies=[ADMIN],
 )
-async def delete_trigger(engine: EngineDep, trigger_id: TriggerId) -> Response:
-    await engine.service.delete_trigger(trigger_id)
+async def delete_trigger(engine: EngineDep, trigger_id: TriggerId, caller: Caller) -> Response:
+    await engine.service.delete_trigger(trigger_id, caller.actor)
     return Response(status_code=204)
 
 
@@ -226,19 +253,23 @@ async def delete_trigger(engine: EngineDep, trigger_id: TriggerId) -> Response:
     status_code=202,
     response_model=ExecutionStarted,
     responses={**WRITE, **responses(404, 409)},
+    dependencies=[EXECUTE],
 )
 async def execute(
     engine: EngineDep,
     workflow_id: WorkflowRef,
     response: Response,
+    caller: Caller,
     body: ExecuteBody = ExecuteRequest(),
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
-    """Queue an execution of the workflow's active version; answers at once with its id."""
+    """Queue an execution of the workflow's active version; answers at once with its id.
+    A `trigger` key may execute only the workflows listed on it (403 for any other)."""
     started = await engine.service.execute(
         workflow_id,
         body.input if body.input is not None else {},
         idempotency_key=idempotency_key,
+        triggered_by=caller.name,
     )
     if not started.created:
         response.headers["Idempotent-Replayed"] = "true"
@@ -250,11 +281,13 @@ async def execute(
     status_code=202,
     response_model=ExecutionStarted,
     responses={**WRITE, **responses(404, 409)},
+    dependencies=[OPERATE],
 )
 async def fire_trigger(
     engine: EngineDep,
     trigger_id: TriggerId,
     response: Response,
+    caller: Caller,
     body: ExecuteBody = ExecuteRequest(),
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
@@ -263,6 +296,7 @@ async def fire_trigger(
         trigger_id,
         body.input if body.input is not None else {},
         idempotency_key=idempotency_key,
+        triggered_by=caller.name,
     )
     if not started.created:
         response.headers["Idempotent-Replayed"] = "true"

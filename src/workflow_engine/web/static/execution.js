@@ -1,5 +1,6 @@
 // One execution: the steps on their time axis (timeline.js) and the logs follow the execution's
-// ordered event stream; cancel and re-run.
+// ordered event stream; cancel and re-run (when the key's role allows them: the buttons are
+// absent otherwise), and the History of who did what.
 "use strict";
 
 (() => {
@@ -16,8 +17,8 @@
   function setExecutionStatus(status) {
     head.dataset.status = status;
     WE.setStatus(document.getElementById("execution-status"), status);
-    cancelButton.hidden = !(status === "pending" || status === "running");
-    rerunButton.hidden = !(status === "failed" || status === "cancelled");
+    if (cancelButton) cancelButton.hidden = !(status === "pending" || status === "running");
+    if (rerunButton) rerunButton.hidden = !(status === "failed" || status === "cancelled");
   }
 
   function showJson(el, name, value) {
@@ -70,6 +71,23 @@
       if (s.input !== null && field(el, "input-box").hidden) showJson(el, "input", s.input);
     }
     for (const child of response.data.children || []) Timeline.setChild(child.parentStepKey, child.id);
+    showAudit(response.data.audit || []);
+  }
+
+  // The History card: the audit entries of this execution (`cancelled by ops-key`).
+  function showAudit(entries) {
+    const list = document.getElementById("audit");
+    if (!list || !entries.length) return;
+    list.replaceChildren(...entries.map((a) => {
+      const li = document.createElement("li");
+      li.dataset.action = a.action; li.dataset.actor = a.actor;
+      const summary = document.createElement("span");
+      summary.className = "summary"; summary.textContent = a.summary;
+      li.append(summary, " ", WE.timeEl(a.at));
+      return li;
+    }));
+    document.getElementById("audit-empty").hidden = true;
+    document.getElementById("audit-card").hidden = false;
   }
 
   function addLog(p) {
@@ -132,12 +150,13 @@
     then(response.data);
   }
 
-  cancelButton.addEventListener("click", () => act(`/api/executions/${id}/cancel`, (data) => {
+  if (cancelButton) cancelButton.addEventListener("click", () => act(`/api/executions/${id}/cancel`, (data) => {
+    loadDetails();  // the History now says who cancelled it
     // A pending execution is cancelled at once (no worker sends an event for it).
     if (data.status === "cancelled") return setExecutionStatus("cancelled");
     cancelButton.disabled = true; cancelButton.textContent = "Cancelling…";
   }));
-  rerunButton.addEventListener("click", () => act(`/api/executions/${id}/rerun`, (data) => {
+  if (rerunButton) rerunButton.addEventListener("click", () => act(`/api/executions/${id}/rerun`, (data) => {
     window.location.href = "/executions/" + data.executionId;
   }));
 

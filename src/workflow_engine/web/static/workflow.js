@@ -44,7 +44,8 @@
     testStep(name, p);
   }
 
-  form.addEventListener("submit", async (event) => {
+  // No test panel form when the key may not start executions (a viewer's).
+  if (form) form.addEventListener("submit", async (event) => {
     event.preventDefault();
     error.hidden = true;
     let value;
@@ -73,7 +74,7 @@
     if (socket) socket.emit("subscribe", { executionId: testExecution, afterSeq: 0 });
   });
 
-  input.addEventListener("input", () => { input.classList.remove("invalid"); error.hidden = true; });
+  if (input) input.addEventListener("input", () => { input.classList.remove("invalid"); error.hidden = true; });
 
   socket = WE.connect((s) => {
     s.emit("subscribe_workflow", workflowId);
