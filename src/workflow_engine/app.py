@@ -18,6 +18,7 @@ from workflow_engine.api import errors
 from workflow_engine.api.middleware import ApiGuard
 from workflow_engine.api.realtime import Realtime, SocketMount
 from workflow_engine.api.routes import (
+    events,
     executions,
     metrics,
     ready,
@@ -86,6 +87,7 @@ def create_app(
     for router in (
         workflows.router,
         executions.router,
+        events.router,
         step_types.router,
         system.router,
         ready.router,
