@@ -374,3 +374,32 @@ async def test_cancelling_a_parent_cancels_its_waiting_child(
     assert parent["status"] == "cancelled"
     assert child["status"] == "cancelled"
     assert [s["status"] for s in child["steps"]] == ["failed"]
+
+
+async def test_pages_show_what_an_execution_waits_for(
+    db_url: str, start_engine: StartEngine, target: Target
+) -> None:
+    from tests.integration.test_ui_pages import _browser, _login
+
+    running = await start(start_engine, db_url, **FAST)
+    await running.create_workflow(order_workflow("shown", target, timeoutMs=600_000))
+    await running.create_workflow(
+        {"name": "sleeper", "steps": [{"key": "z", "type": "delay", "config": {"ms": 60_000}}]}
+    )
+    order_id = await running.execute("shown", {"orderId": 42})
+    sleeper_id = await running.execute("sleeper")
+    await running.wait(order_id, until=waiting)
+    await running.wait(sleeper_id, until=waiting)
+    async with _browser(running) as browser:
+        await _login(browser)
+        page = (await browser.get(f"/executions/{order_id}")).text
+        assert 'id="wait-note"' in page
+        assert "waiting for event <code>order.paid</code> (key <code>42</code>) until" in page
+        assert 'data-status="waiting"' in page
+        sleeping = (await browser.get(f"/executions/{sleeper_id}")).text
+        assert "sleeping until" in sleeping
+        monitoring = await browser.get("/monitoring?status=waiting")
+        assert '<option value="waiting" selected' in monitoring.text
+        assert order_id in monitoring.text and sleeper_id in monitoring.text
+    listed = await running.client.get("/api/executions", params={"status": "waiting"})
+    assert {e["id"] for e in listed.json()["executions"]} == {order_id, sleeper_id}

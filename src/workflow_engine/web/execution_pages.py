@@ -11,8 +11,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from workflow_engine.api.deps import EngineDep
+from workflow_engine.domain.status import ExecutionStatus
 from workflow_engine.errors import NotFound
 from workflow_engine.storage import executions as ex_store
+from workflow_engine.storage import waits as wait_store
 from workflow_engine.storage import workflows as wf_store
 from workflow_engine.storage.db import Connection
 from workflow_engine.storage.pagination import Cursor
@@ -126,6 +128,9 @@ async def execution_page(
         if parent is not None:
             wanted.add(parent["workflow_id"])
         names = await wf_store.workflow_names(conn, wanted)
+        waits = []
+        if row["status"] == ExecutionStatus.WAITING:
+            waits = await wait_store.list_waits(conn, execution_id)
     rerun_created_at = row["created_at"] if row["rerun_of_id"] else None
     return page(
         request,
@@ -139,6 +144,7 @@ async def execution_page(
             version["definition"], steps, children, rerun_created_at=rerun_created_at
         ),
         logs=logs,
+        waits=waits,
         last_seq=last_seq,
         server_now=datetime.now(UTC),
         nav="monitoring",
