@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import pytest
@@ -403,3 +404,27 @@ async def test_pages_show_what_an_execution_waits_for(
         assert order_id in monitoring.text and sleeper_id in monitoring.text
     listed = await running.client.get("/api/executions", params={"status": "waiting"})
     assert {e["id"] for e in listed.json()["executions"]} == {order_id, sleeper_id}
+
+
+async def test_metrics_count_a_waiting_execution_once_when_it_finishes(
+    db_url: str, start_engine: StartEngine
+) -> None:
+    from tests.integration.test_metrics import scrape, value
+
+    running = await start(start_engine, db_url, **FAST)
+    name = f"metered-{uuid.uuid4().hex[:8]}"  # metrics are per process: a name of its own
+    await running.create_workflow(
+        {"name": name, "steps": [{"key": "w", "type": "wait", "config": {"event": name}}]}
+    )
+    execution_id = await running.execute(name)
+    await running.wait(execution_id, until=waiting)
+    finished = "workflow_engine_executions_finished_total"
+    samples = await scrape(running)
+    assert all(
+        value(samples, finished, workflow=name, status=s) == 0 for s in ("waiting", "completed")
+    )
+    assert (await post_event(running, name, ""))["matched"] == 1
+    assert (await running.wait(execution_id, timeout=10))["status"] == "completed"
+    samples = await scrape(running)
+    assert value(samples, finished, workflow=name, status="completed") == 1
+    assert value(samples, finished, workflow=name, status="waiting") == 0
