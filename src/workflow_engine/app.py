@@ -21,6 +21,7 @@ from workflow_engine.api.permissions import check_routes
 from workflow_engine.api.realtime import Realtime, SocketMount
 from workflow_engine.api.routes import (
     audit,
+    events,
     executions,
     keys,
     metrics,
@@ -94,6 +95,7 @@ def create_app(
     for router in (
         workflows.router,
         executions.router,
+        events.router,
         step_types.router,
         system.router,
         ready.router,

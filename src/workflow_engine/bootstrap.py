@@ -22,6 +22,7 @@ from workflow_engine.engine.scheduler import Scheduler
 from workflow_engine.engine.schedules import Schedules
 from workflow_engine.engine.secrets import Secrets
 from workflow_engine.engine.service import EngineService
+from workflow_engine.engine.waits import Wakeups
 from workflow_engine.engine.workers import Dispatcher, ExecutionRunner
 from workflow_engine.errors import ConfigurationError
 from workflow_engine.events.bus import EventBus, LocalEventBus
@@ -220,8 +221,10 @@ async def build(settings: Settings, *, registry: StepRegistry | None = None) -> 
             lease_ms=settings.lease_ms,
             execution_timeout_ms=settings.execution_timeout_ms,
             retry_jitter=settings.retry_jitter,
+            durable_delay_min_ms=settings.durable_delay_min_ms,
         ),
     )
+    executor.waits.wakeups = Wakeups(dispatch_queue)
     schedules: Schedules | None = None  # made below: it needs the service, which tells it
 
     async def triggers_changed() -> None:
@@ -234,6 +237,8 @@ async def build(settings: Settings, *, registry: StepRegistry | None = None) -> 
         dispatch_queue=dispatch_queue,
         cancels=cancels,
         on_triggers_changed=triggers_changed,
+        bus=bus,
+        event_retention_ms=settings.event_retention_ms,
     )
     keys = key_ring(settings, db)
     closers.append(keys.close)

@@ -290,6 +290,7 @@ def run(
         if not watch:
             return
         seen: dict[str, str] = {}
+        told_waits: list[Any] = []
         while True:
             detail = _call(client, "GET", f"/api/executions/{execution_id}")
             for step in detail["steps"]:
@@ -297,6 +298,11 @@ def run(
                     seen[step["stepKey"]] = step["status"]
                     extra = f" ({step['durationMs']} ms)" if step["durationMs"] is not None else ""
                     typer.echo(f"  {step['stepKey']}: {step['status']}{extra}")
+            waits = detail.get("waits") or []
+            if waits and waits != told_waits:
+                for wait in waits:
+                    typer.echo(f"  {wait['stepKey']}: {_wait_text(wait)}")
+            told_waits = waits
             if detail["status"] in FINAL:
                 break
             time.sleep(0.2)
@@ -305,6 +311,15 @@ def run(
             typer.echo(json.dumps(detail["output"], indent=2))
         else:
             _fail(detail["error"] or detail["status"])
+
+
+def _wait_text(wait: dict[str, Any]) -> str:
+    until = f" until {wait['until']}" if wait.get("until") else ""
+    event = wait.get("event")
+    if event:
+        key = f" (key {event['key']})" if event.get("key") else ""
+        return f"waiting for event {event['name']}{key}{until}"
+    return f"sleeping{until}"
 
 
 @app.command()

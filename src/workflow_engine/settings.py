@@ -50,6 +50,17 @@ class Settings(BaseSettings):
     reconcile_interval_ms: int = Field(default=5_000, ge=100)
     max_deliveries: int = Field(default=5, ge=1, description="Claims before an execution is failed")
     shutdown_grace_ms: int = Field(default=30_000, ge=0)
+    durable_delay_min_ms: int = Field(
+        default=5_000,
+        ge=0,
+        description="A delay step this long or longer parks the execution (`waiting`, no worker "
+        "slot held) instead of sleeping in a worker",
+    )
+    event_retention_ms: int = Field(
+        default=600_000,
+        ge=0,
+        description="How long an event that met no wait is kept for a wait registered later",
+    )
     retry_jitter: float = Field(
         default=0.1,
         ge=0,

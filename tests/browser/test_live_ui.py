@@ -69,12 +69,16 @@ def test_cancel_from_the_detail_page(page: Any, serve: Serve) -> None:
         page.goto(f"/executions/{execution_id}")
         wait_live(page)
         page.wait_for_selector('.step[data-step-key="long_wait"][data-status="running"]')
+        # A 60 s delay parks the execution; the page says so, live.
+        page.wait_for_selector("#execution-head[data-status=waiting]")
+        assert "sleeping until" in page.locator("#wait-note").inner_text()
         mark_page(page)
         page.click("#cancel-button")
         page.wait_for_selector("#execution-head[data-status=cancelled]")
         page.wait_for_selector('.step[data-step-key="long_wait"][data-status="failed"]')
         assert page.locator("#cancel-button").is_hidden()
         assert page.locator("#rerun-button").is_visible()
+        assert page.locator("#wait-note").is_hidden()
         body = wait_execution(client, execution_id, timeout=10)
     assert body["status"] == "cancelled"
     assert [s["status"] for s in body["steps"]] == ["completed", "failed"]

@@ -42,7 +42,17 @@ def test_the_editor_lists_step_types_and_flags_unknown_ones(page: Any, serve: Se
     described = page.locator('#step-types dt[data-step-type="shout"] + dd').inner_text()
     assert described.startswith("Upper-case text;") and "config: text" in described
     names = page.locator("#step-types dt").evaluate_all("els => els.map(e => e.dataset.stepType)")
-    assert names == ["delay", "fail", "http", "log", "map", "shout", "transform", "workflow"]
+    assert names == [
+        "delay",
+        "fail",
+        "http",
+        "log",
+        "map",
+        "shout",
+        "transform",
+        "wait",
+        "workflow",
+    ]
     assert (
         page.locator('#step-types dt[data-step-type="shout"] + dd code').first.inner_text()
         == "text"

@@ -108,7 +108,8 @@ def test_rate_limits_hold_across_workers(
 def test_cancel_reaches_the_worker_process_within_a_second(
     fresh_pg: str, redis_server: RedisServer, make_cluster: MakeCluster
 ) -> None:
-    cluster = make_cluster(fresh_pg, redis_server.url)
+    # The delay sleeps in the worker (a durable one would park the execution: `waiting`).
+    cluster = make_cluster(fresh_pg, redis_server.url, DURABLE_DELAY_MIN_MS="600000")
     serve = cluster.start(workers=2)
     with serve.client() as client:
         client.post("/api/workflows", json=delay_workflow("long", 20_000))
@@ -163,7 +164,13 @@ def test_sigterm_past_the_grace_period_hands_the_execution_over(
 def test_a_poison_execution_fails_after_bounded_deliveries(
     fresh_pg: str, redis_server: RedisServer, make_cluster: MakeCluster
 ) -> None:
-    cluster = make_cluster(fresh_pg, redis_server.url, MAX_DELIVERIES="3", LEASE_MS="1500")
+    cluster = make_cluster(
+        fresh_pg,
+        redis_server.url,
+        MAX_DELIVERIES="3",
+        LEASE_MS="1500",
+        DURABLE_DELAY_MIN_MS="600000",  # the delay holds its worker (which dies with it)
+    )
     serve = cluster.start_serve()
     with serve.client() as client:
         client.post("/api/workflows", json=delay_workflow("poison", 60_000))

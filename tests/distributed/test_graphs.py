@@ -109,7 +109,8 @@ def test_map_and_sub_workflows_on_workers(
 def test_cancelling_a_parent_cancels_its_child_on_workers(
     fresh_pg: str, redis_server: RedisServer, make_cluster: MakeCluster
 ) -> None:
-    cluster = make_cluster(fresh_pg, redis_server.url)
+    # The child's delay sleeps in its worker (a durable one would park it: `waiting`).
+    cluster = make_cluster(fresh_pg, redis_server.url, DURABLE_DELAY_MIN_MS="600000")
     serve = cluster.start(workers=2)
     with serve.client() as client:
         client.post(

@@ -344,7 +344,8 @@ async def test_a_failed_child_fails_its_step(db_url: str, start_engine: StartEng
 async def test_cancelling_a_parent_cancels_its_running_child(
     db_url: str, start_engine: StartEngine
 ) -> None:
-    running = await start(start_engine, db_url)
+    # The child's delay sleeps in its worker (a durable one would park it: `waiting`).
+    running = await start(start_engine, db_url, durable_delay_min_ms=60_000)
     await running.create_workflow(
         {"name": "sleepy", "steps": [{"key": "z", "type": "delay", "config": {"ms": 30_000}}]}
     )

@@ -104,6 +104,7 @@ async def test_every_route_documents_its_bodies_and_errors(
         "POST /api/workflows/{workflow_id}/triggers",
         "PUT /api/triggers/{trigger_id}",
         "POST /api/keys",
+        "POST /api/events",
     }
     assert bodies["POST /api/keys"]["$ref"].endswith("/KeyRequest")
     # The one error shape: detail, and errors for invalid values.
@@ -165,6 +166,7 @@ async def test_responses_are_what_the_routes_returned_before_their_models(
         f"/api/executions/{first}": {
             **serialize.execution(execution),
             "steps": [serialize.step(s) for s in steps],
+            "waits": [],
             "logs": [serialize.log(entry) for entry in logs],
             "children": [],
             "audit": [],

@@ -212,7 +212,9 @@ async def test_workflow_timeout_fails_the_execution(
             "timeoutMs": 300,
             "steps": [
                 {"key": "quick", "type": "transform", "config": {"output": {"ok": True}}},
-                {"key": "wait", "type": "delay", "config": {"ms": 10_000}},
+                # Shorter than DURABLE_DELAY_MIN_MS: it sleeps in the worker, and the timeout
+                # cuts it (a durable wait's time does not count toward the timeout).
+                {"key": "wait", "type": "delay", "config": {"ms": 4_000}},
                 http("after", f"{target.url}/count/after"),
             ],
         }

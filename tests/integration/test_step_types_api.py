@@ -47,6 +47,7 @@ async def test_the_builtins_sorted_with_their_schemas(
         "log",
         "map",
         "transform",
+        "wait",
         "workflow",
     ]
     assert all(t["source"] == "builtin" and t["description"] for t in types)

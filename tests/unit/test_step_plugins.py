@@ -87,7 +87,16 @@ def fails(modules: list[str]) -> str:
 
 def test_without_plugins_only_the_builtins() -> None:
     registry = load_registry([])
-    assert registry.names() == ["delay", "fail", "http", "log", "map", "transform", "workflow"]
+    assert registry.names() == [
+        "delay",
+        "fail",
+        "http",
+        "log",
+        "map",
+        "transform",
+        "wait",
+        "workflow",
+    ]
     assert {entry.source for entry in registry.entries()} == {"builtin"}
 
 

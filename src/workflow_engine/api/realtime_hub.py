@@ -7,9 +7,10 @@ Two kinds of listeners:
   from the database. Events are committed before they are published, so the database always
   holds whatever a client is missing: no loss, no duplicates, always in `seq` order.
 - rooms (`subscribe_workflow`, `subscribe_all`): live events only, one emit per event, for list
-  pages: `started`, `completed`, `failed` and `cancelled`, plus the step events for clients that
-  ask with `{"steps": true}`. A list needs no more, and with a hundred clients every event a
-  room carries costs a hundred frames. `log` events go to execution subscribers only.
+  pages: `started`, `waiting`, `resumed`, `completed`, `failed` and `cancelled`, plus the step
+  events for clients that ask with `{"steps": true}`. A list needs no more, and with a hundred
+  clients every event a room carries costs a hundred frames. `log` events go to execution
+  subscribers only.
 
 The bus callback only puts the event in a queue, so a slow browser never slows the executor.
 """
@@ -30,7 +31,14 @@ log = logging.getLogger(__name__)
 ALL_ROOM = "all"
 CATCH_UP_PAGE = 500
 EXECUTION_EVENT_TYPES = frozenset(
-    {EventType.STARTED, EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED}
+    {
+        EventType.STARTED,
+        EventType.WAITING,
+        EventType.RESUMED,
+        EventType.COMPLETED,
+        EventType.FAILED,
+        EventType.CANCELLED,
+    }
 )
 STEP_EVENT_TYPES = frozenset(
     {

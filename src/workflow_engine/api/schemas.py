@@ -107,6 +107,18 @@ def examples(summary: str, value: dict[str, Any]) -> dict[str, Any]:
 # --- errors --------------------------------------------------------------------------------------
 
 
+class EventRequest(BaseModel):
+    """Body of `POST /api/events`: resumes the `wait` steps waiting for this name and key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200, description="The event's name (`order.paid`)")
+    key: str = Field(
+        default="", max_length=200, description="Which one (`42`): a wait's `key` must equal it"
+    )
+    data: Json = Field(default=None, description="The waiting step's output")
+
+
 class FieldError(BaseModel):
     loc: str = Field(description="Where, as a dotted path (`steps.1.type`); empty: the body")
     message: str
@@ -300,6 +312,24 @@ class Execution(_Response):
         description="The key that started it through the API (`API_TOKEN` for the bootstrap "
         "token); null when a schedule, a webhook or a parent execution did"
     )
+    wakeAt: Timestamp | None = Field(
+        default=None, description="A `waiting` execution: when its timer wakes it (null: none)"
+    )
+
+
+class ExecutionWait(_Response):
+    """What a step of a `waiting` execution waits for."""
+
+    stepKey: str
+    type: str = Field(description="`delay` (time) or `event`")
+    event: dict[str, str] | None = Field(description="`{name, key}` for an event")
+    until: Timestamp | None = Field(description="When the delay ends or the wait times out")
+    onTimeout: str = Field(description="`fail` or `continue`")
+
+
+class EventPosted(_Response):
+    eventId: str
+    matched: int = Field(description="Waiting executions it resumed (0: kept for a later wait)")
 
 
 class ExecutionStep(_Response):
@@ -329,6 +359,9 @@ class ExecutionDetail(Execution):
     """An execution with its steps (a map's items after it), logs and child executions."""
 
     steps: list[ExecutionStep]
+    waits: list[ExecutionWait] = Field(
+        default_factory=list, description="While `waiting`: what it waits for"
+    )
     logs: list[ExecutionLog]
     children: list[Execution]
     audit: list[AuditEntry] = Field(description="Who cancelled or re-ran it, oldest first")

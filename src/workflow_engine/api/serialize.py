@@ -75,6 +75,18 @@ def execution(row: Row) -> dict[str, Any]:
         "parentStepKey": row["parent_step_key"],
         "cancelRequestedAt": iso(row["cancel_requested_at"]),
         "triggeredBy": row["triggered_by"],
+        "wakeAt": iso(row["wake_at"]) if row["status"] == "waiting" else None,
+    }
+
+
+def wait(row: Row) -> dict[str, Any]:
+    event = {"name": row["event_name"], "key": row["event_key"]} if row["kind"] == "event" else None
+    return {
+        "stepKey": row["step_key"],
+        "type": row["kind"],
+        "event": event,
+        "until": iso(row["until"]),
+        "onTimeout": row["on_timeout"],
     }
 
 

@@ -11,6 +11,9 @@ class ExecutionStatus(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    WAITING = "waiting"
+    """An addition to the seed's five (DESIGN.md section 14): parked on a durable timer or an
+    event, holding no worker slot and no lease."""
 
     @property
     def is_final(self) -> bool:
@@ -37,6 +40,10 @@ class EventType(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     LOG = "log"
+    WAITING = "waiting"
+    """A step parked the execution: `stepKey`, and `until` and/or `event` (`{name, key}`)."""
+    RESUMED = "resumed"
+    """A parked step ended its wait: `stepKey`, `reason` (`time`, `event` or `timeout`)."""
 
 
 FINAL_STATUSES = frozenset(
@@ -63,10 +70,18 @@ EXECUTION_TRANSITIONS: dict[ExecutionStatus, frozenset[ExecutionStatus]] = {
     ExecutionStatus.PENDING: frozenset(
         {ExecutionStatus.RUNNING, ExecutionStatus.CANCELLED, ExecutionStatus.FAILED}
     ),
-    # running -> running: a redelivery (a new lease and fencing token).
+    # running -> running: a redelivery (a new lease and fencing token). running -> waiting: a
+    # step parked it; running -> pending: it parked on a wait already met (an early event).
     ExecutionStatus.RUNNING: frozenset(
-        {ExecutionStatus.RUNNING, *FINAL_STATUSES},
+        {
+            ExecutionStatus.RUNNING,
+            ExecutionStatus.WAITING,
+            ExecutionStatus.PENDING,
+            *FINAL_STATUSES,
+        },
     ),
+    # Woken (timer or event: the one conditional UPDATE that flips it queues it), or cancelled.
+    ExecutionStatus.WAITING: frozenset({ExecutionStatus.PENDING, ExecutionStatus.CANCELLED}),
     ExecutionStatus.COMPLETED: frozenset(),
     ExecutionStatus.FAILED: frozenset(),
     ExecutionStatus.CANCELLED: frozenset(),

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from workflow_engine.domain.status import ExecutionStatus
+from workflow_engine.storage.waits import WaitSpec
 
 K = TypeVar("K")
 T = TypeVar("T")
@@ -35,7 +36,15 @@ class Stopped:
     """Stopped from outside (cancel, timeout, a failed sibling) before it ended."""
 
 
-Outcome = Completed | Skipped | Failed | Stopped
+@dataclass(frozen=True)
+class Parked:
+    """Waits (a long delay, an event): the step stays `running` and, once nothing else can
+    run, the execution parks (engine/waits.py)."""
+
+    wait: WaitSpec
+
+
+Outcome = Completed | Skipped | Failed | Stopped | Parked
 
 
 class Halt:

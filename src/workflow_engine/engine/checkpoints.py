@@ -227,8 +227,13 @@ def step_stopped(state: StepState, reason: str) -> Checkpoint:
 # --- executions ----------------------------------------------------------------------------------
 
 
-def execution_started(label: str, token: int, input: Any) -> Checkpoint:
-    """The first delivery says the execution started; a later one that it resumed."""
+def execution_started(
+    label: str, token: int, input: Any, *, after_wait: bool = False
+) -> Checkpoint:
+    """The first delivery says the execution started; a later one that it resumed (after a
+    wait, or after an interruption)."""
+    if after_wait:
+        return Checkpoint(logs=(LogLine("info", f"Execution resumed (delivery {token})"),))
     if token == 1:
         return Checkpoint(
             logs=(LogLine("info", f"Execution started ({label})"),),

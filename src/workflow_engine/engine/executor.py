@@ -36,16 +36,22 @@ from workflow_engine.engine.branches import (
     StepStopped,
     Stopped,
 )
+from workflow_engine.engine.branches import (
+    Parked as StepParked,
+)
 from workflow_engine.engine.cancel import CancelSignals
 from workflow_engine.engine.journal import Journal, jsonable
 from workflow_engine.engine.secrets import Secrets
 from workflow_engine.engine.versions import LoadedVersion, VersionCache
+from workflow_engine.engine.waits import WaitRunner, parks
 from workflow_engine.errors import LeaseLost, StepError
 from workflow_engine.events.bus import EventBus
 from workflow_engine.ids import worker_id
 from workflow_engine.steps.registry import StepRegistry
 from workflow_engine.storage import executions as store
+from workflow_engine.storage import waits as wait_store
 from workflow_engine.storage.db import Database, Row
+from workflow_engine.storage.waits import Parked, WaitSpec
 from workflow_engine.storage.writer import ExecutionWriter
 
 log = logging.getLogger(__name__)
@@ -59,6 +65,8 @@ class ExecutorConfig:
     """Random share added to each retry delay (see RetryPolicy.jitter)."""
     owner: str = field(default_factory=worker_id)
     """Who claims the child executions this executor runs itself."""
+    durable_delay_min_ms: int = 5_000
+    """Delays this long or longer park the execution (engine/waits.py)."""
 
 
 @dataclass
@@ -80,6 +88,12 @@ class Run:
     retries: int = 0
     failed_step: str | None = None
     """The step whose failure halted the execution, if one did."""
+    waited_ms: int = 0
+    """Time spent `waiting` before this delivery: not counted toward the execution's timeout."""
+    waits: dict[str, Row] = field(default_factory=dict)
+    """The registered waits (storage/waits.py) by step key."""
+    parked: dict[str, WaitSpec] = field(default_factory=dict)
+    """Steps of this delivery that wait (engine/waits.py): the execution parks on them."""
     ready: ReadySteps = field(init=False)
     """Which steps can start (domain/graph.py), from the rows stored before this delivery."""
 
@@ -138,18 +152,22 @@ class Executor:
         self.steps = StepRunner(registry=registry, secrets=secrets, http=http)
         self.maps = MapRunner(self)
         self.children = ChildExecutions(self)
+        self.waits = WaitRunner(self, durable_delay_min_ms=config.durable_delay_min_ms)
 
     # --- entry point ----------------------------------------------------------------------------
 
     async def run(self, claim: store.Claim) -> ExecutionStatus | None:
         """Run a claimed execution to a final status; None if the lease was lost on the way."""
         rows: list[Row] = []
+        waits: list[Row] = []
         last_seq = 0
         # A first delivery of a new execution has no step rows or events yet: nothing to read.
         if not claim.first_start or claim.rerun_of_id is not None:
             async with self.db.read() as conn:
                 rows = await store.list_steps(conn, claim.execution_id)
                 last_seq = await store.last_event_seq(conn, claim.execution_id)
+                if not claim.first_start:
+                    waits = await wait_store.list_waits(conn, claim.execution_id)
         version = await self.versions.get(claim.workflow_version_id)
         cancel = self.cancels.watch(claim.execution_id)
         run = Run(
@@ -171,6 +189,8 @@ class Executor:
                 retry_for_s=self.config.lease_ms / 2000,
             ),
             previous={row["step_key"]: row for row in rows},
+            waited_ms=claim.waited_ms_now(),
+            waits={row["step_key"]: row for row in waits},
         )
         for row in rows:
             finished = row["status"] in (StepStatus.COMPLETED, StepStatus.SKIPPED)
@@ -199,9 +219,26 @@ class Executor:
     async def _run(self, run: Run) -> ExecutionStatus:
         definition = run.version.definition
         label = f"workflow '{definition.name}' v{run.version.number}"
-        run.journal.defer(cp.execution_started(label, run.token, run.input))
+        run.journal.defer(
+            cp.execution_started(label, run.token, run.input, after_wait=bool(run.waits))
+        )
         halt = Halt()
-        await self._steps(run, halt)
+        while True:
+            await self._steps(run, halt)
+            if halt.is_set or not run.parked:
+                break
+            parked = await self.waits.park(run)
+            if parked == Parked.WAITING:
+                return ExecutionStatus.WAITING
+            if parked == Parked.CANCEL:
+                halt.set("Cancelled", status=ExecutionStatus.CANCELLED)
+                self._stop_running(run, halt)
+                break
+            # A wait was met as it registered (an early event): go on in this delivery.
+            for key in list(run.parked):
+                run.parked.pop(key)
+                state = run.states[key]
+                self._ended(run, state, self.waits.resolve(run, state, run.waits[key]), halt)
         status, output, error = ExecutionStatus.COMPLETED, None, None
         if halt.is_set:
             status, error = halt.status, halt.error
@@ -240,7 +277,7 @@ class Executor:
         definition = run.version.definition
         timeout_ms = definition.timeoutMs or self.config.execution_timeout_ms
         loop = asyncio.get_running_loop()
-        elapsed_s = (datetime.now(UTC) - run.started_at).total_seconds()
+        elapsed_s = (datetime.now(UTC) - run.started_at).total_seconds() - run.waited_ms / 1000
         # A cancel and the timeout set the halt from outside this loop, so that a step run
         # inline (below) stops as promptly as one in a task.
         timer = loop.call_at(
@@ -274,7 +311,8 @@ class Executor:
         finally:
             timer.cancel()
             on_cancel.cancel()
-        self._stop_running(run, halt)
+        if halt.is_set or not run.parked:
+            self._stop_running(run, halt)
 
     def _ready(self, run: Run, room: int, halt: Halt) -> list[tuple[StepDefinition, cp.StepState]]:
         """The steps to start now: those whose needs are met, in list order, at most `room`.
@@ -298,6 +336,8 @@ class Executor:
         try:
             if step.type == "map":
                 return await self.maps.run(run, step, state, halt)
+            if parks(step):
+                return await self.waits.run(run, step, state, halt)
             return await self.steps.run(step, state, self.attempt(run, step, halt))
         except StepStopped:
             return Stopped()
@@ -345,6 +385,8 @@ class Executor:
             halt.set(
                 f"Cancelled: step '{name}' failed", error=f"Step '{name}' failed: {outcome.error}"
             )
+        elif isinstance(outcome, StepParked):
+            run.parked[key] = outcome.wait
         # Stopped: its row is marked once every branch has stopped (`_stop_running`).
 
     @staticmethod

@@ -16,9 +16,9 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from workflow_engine.domain.status import EventType, StepStatus
 from workflow_engine.engine.checkpoints import Checkpoint
@@ -28,6 +28,7 @@ from workflow_engine.ids import new_id
 from workflow_engine.storage.writer import ExecutionWriter, StepWrite, WriteOp
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Journal:
@@ -94,6 +95,22 @@ class Journal:
         if cancel_requested is not None:
             self.cancel.set()
         await self._publish(events)
+
+    async def park(
+        self,
+        checkpoint: Checkpoint,
+        write: Callable[[Any, list[dict[str, Any]], list[dict[str, Any]]], Awaitable[T]],
+    ) -> T:
+        """Write what is deferred, then `write(conn, log_rows, event_rows)` in a transaction of
+        its own (parking the execution: storage/waits.py, fenced there); publish once
+        committed."""
+        await self.flush()
+        op, events = self._op(checkpoint)
+        _apply([checkpoint])
+        async with self.writer.db.write() as conn:
+            result = await write(conn, op.logs, op.events)
+        await self._publish(events)
+        return result
 
     async def renew(self) -> bool:
         """Renew the lease (an empty write); returns whether a cancel was requested."""

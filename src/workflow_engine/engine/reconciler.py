@@ -1,7 +1,10 @@
 """Re-queues what the database says is unfinished, so a lost job or a dead worker loses nothing.
 
 - `pending` executions not touched for a while get their dispatch job again (a no-op when held);
-- `running` executions whose lease expired get an execution job (the claim takes them over).
+- `running` executions whose lease expired get an execution job (the claim takes them over);
+- `waiting` executions whose timer is due are woken (`pending`) and get their dispatch job (the
+  timer's own delayed job may have been lost with Redis, or with the embedded process);
+- events kept past EVENT_RETENTION_MS are forgotten.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from datetime import timedelta
 from workflow_engine import metrics
 from workflow_engine.queue.base import JobQueue
 from workflow_engine.storage import executions as ex_store
+from workflow_engine.storage import waits as wait_store
 from workflow_engine.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -53,11 +57,26 @@ class Reconciler:
             async with self.db.write() as conn:
                 await ex_store.touch(conn, pending)
         await asyncio.gather(*(self.execution_queue.add(execution_id) for execution_id in expired))
-        metrics.requeued(pending=len(pending), expired=len(expired))
-        queued = len(pending) + len(expired)
+        woken = await self._wake_due()
+        metrics.requeued(pending=len(pending) + len(woken), expired=len(expired))
+        queued = len(pending) + len(expired) + len(woken)
         if queued:
             log.info("reconciler queued %d unfinished execution(s) again", queued)
         return queued
+
+    async def _wake_due(self) -> list[str]:
+        async with self.db.read() as conn:
+            due = await wait_store.due_waiting_ids(conn, limit=BATCH)
+        if not due:
+            return []
+        async with self.db.write() as conn:
+            woken = await wait_store.wake_many(conn, due)
+        await asyncio.gather(*(self.dispatch_queue.add(execution_id) for execution_id in woken))
+        return woken
+
+    async def forget_expired_events(self) -> None:
+        async with self.db.write() as conn:
+            await wait_store.delete_expired_events(conn, limit=BATCH)
 
     async def run_forever(self) -> None:
         """Pass after pass; with several processes only the leader of the moment works."""
@@ -65,6 +84,7 @@ class Reconciler:
             try:
                 if self.is_leader is None or await self.is_leader():
                     await self.run_once()
+                    await self.forget_expired_events()
                     if self.also is not None:
                         await self.also()
             except asyncio.CancelledError:

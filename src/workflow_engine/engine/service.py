@@ -28,10 +28,12 @@ from workflow_engine.errors import (
     NotFound,
     RefusedValue,
 )
+from workflow_engine.events.bus import Event, EventBus
 from workflow_engine.queue.base import JobQueue
 from workflow_engine.steps.registry import StepRegistry
 from workflow_engine.storage import audit
 from workflow_engine.storage import executions as ex_store
+from workflow_engine.storage import waits as wait_store
 from workflow_engine.storage import workflows as wf_store
 from workflow_engine.storage.db import Connection, Database, Row
 
@@ -88,8 +90,13 @@ class EngineService:
         dispatch_queue: JobQueue,
         cancels: CancelSignals,
         on_triggers_changed: TriggersChanged | None = None,
+        bus: EventBus | None = None,
+        event_retention_ms: int = 600_000,
     ) -> None:
         self.db = db
+        self.bus = bus
+        """Where a cancel of a `waiting` execution (made here, nobody holding it) is told."""
+        self.event_retention_ms = event_retention_ms
         self.registry = registry
         self.dispatch_queue = dispatch_queue
         self.cancels = cancels
@@ -317,15 +324,16 @@ class EngineService:
         )
 
     async def cancel(self, execution_id: str, actor: Actor = SYSTEM) -> str:
-        """Cancel a pending or running execution (again: a no-op) and its child executions; a
-        finished one is a Conflict."""
+        """Cancel a pending, running or waiting execution (again: a no-op) and its child
+        executions; a finished one is a Conflict."""
+        told: list[Event] = []
         async with self.db.write() as conn:
             before = await ex_store.execution_status(conn, execution_id)
-            status = await ex_store.request_cancel(conn, execution_id)
+            status = await self._cancel_one(conn, execution_id, told)
             if status in (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED):
                 raise Conflict(
-                    f"execution {execution_id!r} is already {status}; only pending or running "
-                    "executions can be cancelled"
+                    f"execution {execution_id!r} is already {status}; only pending, running or "
+                    "waiting executions can be cancelled"
                 )
             if before != ExecutionStatus.CANCELLED:
                 await audit.record(
@@ -339,11 +347,37 @@ class EngineService:
             children = await ex_store.active_descendants(conn, execution_id)
             running = [execution_id] if status == ExecutionStatus.RUNNING else []
             for child_id in children:
-                if await ex_store.request_cancel(conn, child_id) == ExecutionStatus.RUNNING:
+                if await self._cancel_one(conn, child_id, told) == ExecutionStatus.RUNNING:
                     running.append(child_id)
         for running_id in running:
             await self.cancels.request(running_id)
+        if self.bus is not None:
+            for event in told:
+                await self.bus.publish(event)
         return status
+
+    @staticmethod
+    async def _cancel_one(conn: Any, execution_id: str, told: list[Event]) -> str:
+        status = await ex_store.request_cancel(conn, execution_id)
+        if status != ExecutionStatus.WAITING:
+            return status
+        # Nobody holds a waiting execution: it is cancelled here, its waits removed.
+        rows = await wait_store.cancel_waiting(conn, execution_id)
+        workflow_id = (await ex_store.get_execution(conn, execution_id))["workflow_id"]
+        told.extend(Event.from_row(row, workflow_id) for row in rows)
+        return ExecutionStatus.CANCELLED.value
+
+    async def post_event(self, name: str, key: str, data: Any) -> wait_store.PostedEvent:
+        """`POST /api/events`: wake every execution waiting for (name, key), once each (their
+        waits get `data`); an event that met none is kept EVENT_RETENTION_MS for a wait that
+        registers later."""
+        async with self.db.write() as conn:
+            posted = await wait_store.post_event(
+                conn, name, key, data, retention_ms=self.event_retention_ms
+            )
+        for execution_id in posted.resumed:
+            await self._enqueue(execution_id)
+        return posted
 
     async def rerun(self, execution_id: str, actor: Actor = SYSTEM) -> str:
         """A new execution of the same version and input: the completed and skipped steps (and

@@ -6,16 +6,19 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 from workflow_engine import telemetry
 from workflow_engine.batching import Batcher
 from workflow_engine.domain.status import ExecutionStatus
 from workflow_engine.engine import ratelimit
 from workflow_engine.engine.executor import Executor
+from workflow_engine.engine.waits import WAKE_KEY
 from workflow_engine.errors import Delay, DuplicateKey, NotFound, StorageUnavailable
 from workflow_engine.ids import worker_id
 from workflow_engine.queue.base import Job, JobQueue
 from workflow_engine.storage import executions as ex_store
+from workflow_engine.storage import waits as wait_store
 from workflow_engine.storage.db import Connection, Database
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,10 @@ class Dispatcher:
             await self._dispatch(job)
 
     async def _dispatch(self, job: Job) -> None:
+        wake = job.data.get(WAKE_KEY)
+        if isinstance(wake, str):
+            await self._timer(wake)
+            return
         state = await self._states(job.id)
         if state is None:
             log.warning("dispatch %s: no such execution; dropped", job.id)
@@ -55,6 +62,16 @@ class Dispatcher:
             return
         # The version (immutable) rides along so the runner knows its rate limits before claiming.
         await self.execution_queue.add(job.id, {VERSION_KEY: state.workflow_version_id})
+
+    async def _timer(self, execution_id: str) -> None:
+        """A durable wait's timer job: wake the execution if it is due (only the caller whose
+        update flips it from `waiting` queues it); put the job back if it came early."""
+        async with self.db.write() as conn:
+            due = await wait_store.wake_if_due(conn, execution_id)
+        if due is True:
+            await self.execution_queue.add(execution_id)
+        elif isinstance(due, datetime):
+            raise Delay(max(1, int((due - ex_store.now()).total_seconds() * 1000)), "not due yet")
 
 
 class ExecutionRunner:

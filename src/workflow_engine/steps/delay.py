@@ -15,7 +15,10 @@ class DelayConfig(StepConfig):
 
 
 class DelayStep(StepType):
-    """Wait `ms` milliseconds; output is `{"delayedMs": ms}`."""
+    """Wait `ms` milliseconds; output is `{"delayedMs": ms}`.
+
+    This `run` sleeps in-process, holding a worker slot: the executor uses it for delays shorter
+    than DURABLE_DELAY_MIN_MS only. Longer ones park the execution (engine/waits.py)."""
 
     name = "delay"
     config_model = DelayConfig

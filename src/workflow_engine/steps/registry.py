@@ -75,10 +75,11 @@ def default_registry() -> StepRegistry:
     from workflow_engine.steps.log import LogStep
     from workflow_engine.steps.map import MapStep
     from workflow_engine.steps.transform import TransformStep
+    from workflow_engine.steps.wait import WaitStep
     from workflow_engine.steps.workflow import WorkflowStep
 
     registry = StepRegistry()
     built_in = (TransformStep(), HttpStep(), DelayStep(), LogStep(), FailStep(), MapStep())
-    for step_type in (*built_in, WorkflowStep()):
+    for step_type in (*built_in, WorkflowStep(), WaitStep()):
         registry.register(step_type, source=BUILTIN)
     return registry

@@ -215,7 +215,7 @@ async def ancestry_depth(conn: AsyncConnection, execution_id: str, *, limit: int
 
 
 async def active_descendants(conn: AsyncConnection, execution_id: str) -> list[str]:
-    """The `pending` or `running` executions below this one (children, their children...)."""
+    """The `pending`, `running` or `waiting` executions below this one (children, theirs...)."""
     found: list[str] = []
     frontier = [execution_id]
     for _ in range(64):  # nesting is capped far below this
@@ -229,7 +229,7 @@ async def active_descendants(conn: AsyncConnection, execution_id: str) -> list[s
         frontier = []
         for child_id, status in rows:
             frontier.append(child_id)
-            if status in (PENDING, RUNNING):
+            if status in (PENDING, RUNNING, ExecutionStatus.WAITING.value):
                 found.append(child_id)
     return found
 
@@ -258,6 +258,18 @@ class Claim:
     started_at: datetime
     rerun_of_id: str | None
     handbacks: int = 0
+    waited_ms: int = 0
+    """How long the execution waited (`waiting`) before its last park."""
+    waiting_since: datetime | None = None
+    """When it last parked (None: never)."""
+    claimed_at: datetime | None = None
+
+    def waited_ms_now(self) -> int:
+        """Time spent waiting until this claim (its last wait counted up to the claim)."""
+        if self.waiting_since is None or self.claimed_at is None:
+            return self.waited_ms
+        last = int((self.claimed_at - self.waiting_since).total_seconds() * 1000)
+        return self.waited_ms + max(0, last)
 
     @property
     def first_start(self) -> bool:
@@ -309,6 +321,8 @@ def _claim_statement(dialect: str) -> ReturningUpdate[Any]:
             executions.c.started_at,
             executions.c.rerun_of_id,
             executions.c.handbacks,
+            executions.c.waited_ms,
+            executions.c.waiting_since,
         )
     )
 
@@ -335,6 +349,9 @@ async def claim_many(
             started_at=row.started_at,
             rerun_of_id=row.rerun_of_id,
             handbacks=int(row.handbacks),
+            waited_ms=int(row.waited_ms or 0),
+            waiting_since=row.waiting_since,
+            claimed_at=stamp,
         )
         for row in rows
     }
@@ -385,7 +402,8 @@ async def execution_status(conn: AsyncConnection, execution_id: str) -> str:
 
 async def request_cancel(conn: AsyncConnection, execution_id: str) -> str:
     """Cancel: a `pending` execution becomes `cancelled` at once; a `running` one is flagged for
-    its worker. Returns the status after the call."""
+    its worker. Returns the status after the call (a `waiting` one: see waits.cancel_waiting,
+    called next in the same transaction; a park racing this sees the flag and cancels)."""
     stamp = now()
     await conn.execute(
         update(executions)

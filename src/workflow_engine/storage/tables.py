@@ -156,11 +156,17 @@ executions = Table(
     Column("parent_step_key", String(80)),
     # Who started it: the API key's name (or API_TOKEN); None for triggers, schedules, children.
     Column("triggered_by", String(100)),
+    # Durable waits (DESIGN.md section 14): when a `waiting` execution's timer fires, since when
+    # it waits, and how long its earlier waits lasted (not counted toward its timeout).
+    Column("wake_at", UTCDateTime),
+    Column("waiting_since", UTCDateTime),
+    Column("waited_ms", BigInteger, nullable=False, default=0, server_default="0"),
     Index("ix_executions_created_at_id", "created_at", "id"),
     Index("ix_executions_parent_execution_id", "parent_execution_id"),
     Index("ix_executions_workflow_id_created_at_id", "workflow_id", "created_at", "id"),
     Index("ix_executions_status_created_at_id", "status", "created_at", "id"),
     Index("ix_executions_status_lease_expires_at", "status", "lease_expires_at"),
+    Index("ix_executions_status_wake_at", "status", "wake_at"),
     Index(
         "uq_executions_workflow_id_idempotency_key", "workflow_id", "idempotency_key", unique=True
     ),
@@ -252,3 +258,40 @@ audit_log = Table(
     Index("ix_audit_log_at_id", "at", "id"),
 )
 """Who changed what: one row per change made through the API, the UI or the CLI."""
+
+
+execution_waits = Table(
+    "execution_waits",
+    metadata,
+    _id("execution_id", ForeignKey("executions.id", ondelete="CASCADE"), primary_key=True),
+    Column("step_key", String(80), primary_key=True),
+    Column("kind", String(8), nullable=False),
+    Column("event_name", String(200)),
+    Column("event_key", String(200)),
+    Column("until", UTCDateTime),
+    Column("on_timeout", String(16), nullable=False, default="fail"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("matched_at", UTCDateTime),
+    _id("event_id"),
+    Column("data", Json),
+    Index("ix_execution_waits_event_name_event_key", "event_name", "event_key"),
+)
+"""What a parked step waits for (`kind` `delay` or `event`), until when, and once an event met
+it, that event's data. Rows of steps that have since finished are left alone."""
+
+events = Table(
+    "events",
+    metadata,
+    _id(primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("data", Json),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("matched", Integer, nullable=False, default=0),
+    Column("consumed_at", UTCDateTime),
+    Index("ix_events_name_key_created_at", "name", "key", "created_at"),
+    Index("ix_events_expires_at", "expires_at"),
+)
+"""Events posted to `POST /api/events`. One that met no wait is kept until `expires_at`
+(EVENT_RETENTION_MS) for a wait that registers later, which consumes it (`consumed_at`)."""

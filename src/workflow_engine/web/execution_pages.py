@@ -13,9 +13,11 @@ from fastapi.responses import RedirectResponse, Response
 from workflow_engine.api.deps import EngineDep
 from workflow_engine.domain.access import Permission, Principal
 from workflow_engine.domain.audit import Target
+from workflow_engine.domain.status import ExecutionStatus
 from workflow_engine.errors import NotFound
 from workflow_engine.storage import audit
 from workflow_engine.storage import executions as ex_store
+from workflow_engine.storage import waits as wait_store
 from workflow_engine.storage import workflows as wf_store
 from workflow_engine.storage.db import Connection
 from workflow_engine.storage.pagination import Cursor
@@ -134,6 +136,9 @@ async def execution_page(
             wanted.add(parent["workflow_id"])
         names = await wf_store.workflow_names(conn, wanted)
         entries = await audit.entries_of(conn, Target.EXECUTION, execution_id)
+        waits = []
+        if row["status"] == ExecutionStatus.WAITING:
+            waits = await wait_store.list_waits(conn, execution_id)
     rerun_created_at = row["created_at"] if row["rerun_of_id"] else None
     return page(
         request,
@@ -148,6 +153,7 @@ async def execution_page(
         ),
         logs=logs,
         audit=entries,
+        waits=waits,
         last_seq=last_seq,
         server_now=datetime.now(UTC),
         nav="monitoring",

@@ -27,6 +27,7 @@ from workflow_engine.domain.status import ExecutionStatus
 from workflow_engine.errors import NotFound
 from workflow_engine.storage import audit
 from workflow_engine.storage import executions as ex_store
+from workflow_engine.storage import waits as wait_store
 from workflow_engine.storage import workflows as wf_store
 from workflow_engine.storage.pagination import Cursor
 
@@ -77,9 +78,13 @@ async def get_execution(engine: EngineDep, execution_id: ExecutionId) -> Any:
         logs = await ex_store.list_logs(conn, execution_id)
         children = await ex_store.list_children(conn, execution_id)
         entries = await audit.entries_of(conn, Target.EXECUTION, execution_id)
+        waits = []
+        if row["status"] == ExecutionStatus.WAITING:
+            waits = await wait_store.list_waits(conn, execution_id)
     return {
         **serialize.execution(row),
         "steps": [serialize.step(s) for s in steps],
+        "waits": [serialize.wait(w) for w in waits],
         "logs": [serialize.log(entry) for entry in logs],
         "children": [serialize.execution(child) for child in children],
         "audit": [serialize.audit(entry) for entry in entries],
@@ -94,8 +99,8 @@ async def get_execution(engine: EngineDep, execution_id: ExecutionId) -> Any:
     dependencies=[OPERATE],
 )
 async def cancel_execution(engine: EngineDep, execution_id: ExecutionId, caller: Caller) -> Any:
-    """Pending: cancelled at once. Running: its worker stops it (the status follows).
-    Completed or failed: 409."""
+    """Pending or waiting: cancelled at once. Running: its worker stops it (the status
+    follows). Completed or failed: 409."""
     status = await engine.service.cancel(execution_id, caller.actor)
     return {"executionId": execution_id, "status": status}
 

@@ -17,7 +17,10 @@
   function setExecutionStatus(status) {
     head.dataset.status = status;
     WE.setStatus(document.getElementById("execution-status"), status);
-    if (cancelButton) cancelButton.hidden = !(status === "pending" || status === "running");
+    if (cancelButton) {
+      cancelButton.hidden = !(status === "pending" || status === "running" || status === "waiting");
+    }
+    if (status !== "waiting") clearWaits();
     if (rerunButton) rerunButton.hidden = !(status === "failed" || status === "cancelled");
   }
 
@@ -121,6 +124,25 @@
     loadDetails();
   }
 
+  // What the execution waits for (the `waiting` events; cleared once it runs or ends).
+  const waitNote = document.getElementById("wait-note");
+  function clearWaits() { waitNote.replaceChildren(); waitNote.hidden = true; }
+  function addWait(p) {
+    const line = document.createElement("p");
+    const code = (text) => { const c = document.createElement("code"); c.textContent = text; return c; };
+    const until = p.until ? " until " + WE.absolute(p.until) : "";
+    line.append("Step ", code(p.stepKey), ": ");
+    if (p.event) {
+      line.append("waiting for event ", code(p.event.name));
+      if (p.event.key) line.append(" (key ", code(p.event.key), ")");
+      line.append(until);
+    } else line.append("sleeping" + until);
+    waitNote.querySelector(`p[data-step-key="${CSS.escape(p.stepKey)}"]`)?.remove();
+    line.dataset.stepKey = p.stepKey;
+    waitNote.append(line);
+    waitNote.hidden = false;
+  }
+
   function onEvent(name, p) {
     if (!p || p.executionId !== id) return;
     if (p.seq <= lastSeq) return;
@@ -132,6 +154,14 @@
       head.dataset.startedAt = p.timestamp;
       document.getElementById("fact-started").replaceChildren(WE.timeEl(p.timestamp));
       Timeline.changed();
+    } else if (name === "waiting") {
+      addWait(p);
+      head.dataset.status = "waiting";
+      WE.setStatus(document.getElementById("execution-status"), "waiting");
+      cancelButton.hidden = false;
+    } else if (name === "resumed") {
+      waitNote.querySelector(`p[data-step-key="${CSS.escape(p.stepKey)}"]`)?.remove();
+      if (!waitNote.children.length) setExecutionStatus("running");
     } else if (name === "step_started") setStep(p, "running");
     else if (name === "step_retrying") setStep(p, "retrying");
     else if (name === "step_completed") setStep(p, p.status || "completed");

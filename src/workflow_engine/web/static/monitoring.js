@@ -49,7 +49,7 @@
     if (Rows.apply(body, name, p)) return;
     // A row we do not show yet: a new execution, if it fits the filters and we are on page 1.
     if (!inserts || (wantWorkflow && p.workflowId !== wantWorkflow)) return;
-    const status = Rows.FINAL.has(name) ? name : "running";
+    const status = Rows.FINAL.has(name) || name === "waiting" ? name : "running";
     if (wantStatus && wantStatus !== status) return;
     body.prepend(Rows.make(p.executionId, workflowCell(p.workflowId), status, p.timestamp));
     Rows.apply(body, name, p);

@@ -25,7 +25,8 @@ const Rows = (() => {
     const tr = body.querySelector(`tr[data-execution-id="${payload.executionId}"]`);
     if (!tr) return false;
     let status = null;
-    if (name === "started" || name.startsWith("step_")) status = "running";
+    if (name === "started" || name === "resumed" || name.startsWith("step_")) status = "running";
+    if (name === "waiting") status = "waiting";
     if (FINAL.has(name)) status = name;
     if (status && !(FINAL.has(tr.dataset.status) && !FINAL.has(status))) {
       tr.dataset.status = status;
