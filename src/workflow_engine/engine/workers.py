@@ -8,12 +8,13 @@ import logging
 
 from workflow_engine.batching import Batcher
 from workflow_engine.engine import ratelimit
+from workflow_engine.engine.alerts import Failures
 from workflow_engine.engine.executor import Executor
 from workflow_engine.errors import Delay, NotFound
 from workflow_engine.ids import worker_id
 from workflow_engine.queue.base import Job, JobQueue
 from workflow_engine.storage import executions as ex_store
-from workflow_engine.storage.db import Connection, Database
+from workflow_engine.storage.db import Database
 
 log = logging.getLogger(__name__)
 VERSION_KEY = "workflowVersionId"
@@ -23,9 +24,13 @@ VERSION_KEY = "workflowVersionId"
 class Dispatcher:
     """`workflow-dispatch` handler: the execution must exist, be pending and its workflow live."""
 
-    def __init__(self, db: Database, execution_queue: JobQueue) -> None:
+    def __init__(
+        self, db: Database, execution_queue: JobQueue, *, failures: Failures | None = None
+    ) -> None:
         self.db = db
         self.execution_queue = execution_queue
+        self.failures = failures
+        """Fails executions that cannot run (with their failure alerts); None: no alerts."""
         self._states = Batcher(self._read_states, name="dispatch reads")
 
     async def _read_states(self, ids: list[str]) -> list[ex_store.DispatchState | None]:
@@ -41,10 +46,12 @@ class Dispatcher:
         if state.status != ex_store.PENDING:
             return
         if state.archived:
-            async with self.db.write() as conn:
-                await ex_store.fail_unclaimable(
-                    conn, job.id, "The workflow was archived before this execution started"
-                )
+            error = "The workflow was archived before this execution started"
+            if self.failures is not None:
+                await self.failures.fail(job.id, state.workflow_version_id, error)
+            else:
+                async with self.db.write() as conn:
+                    await ex_store.fail_unclaimable(conn, job.id, error)
             return
         # The version (immutable) rides along so the runner knows its rate limits before claiming.
         await self.execution_queue.add(job.id, {VERSION_KEY: state.workflow_version_id})
@@ -58,6 +65,7 @@ class ExecutionRunner:
     ) -> None:
         self.db = db
         self.executor = executor
+        self.failures = Failures(db, executor.versions, executor.alerts)
         self.lease_ms = lease_ms
         self.max_deliveries = max_deliveries
         self.owner = worker_id()
@@ -73,17 +81,24 @@ class ExecutionRunner:
             # No rate limit to check inside the claim: claims of concurrent jobs go together in
             # one UPDATE, without BEGIN/COMMIT.
             claim = await self._claim_shielded(job.id)
-            if claim is None or claim.deliveries > self.max_deliveries:
+            if claim is None:
                 async with self.db.autocommit() as conn:
-                    await self._refuse(conn, job.id, claim)
+                    await ex_store.cancel_unowned(conn, job.id)
+                return None
+            if claim.deliveries > self.max_deliveries:
+                await self.failures.fail(*self._poison(claim))
                 return None
             return claim
         async with self.db.write() as conn:
             claim = await ex_store.claim(conn, job.id, owner=self.owner, lease_ms=self.lease_ms)
-            if claim is None or claim.deliveries > self.max_deliveries:
-                await self._refuse(conn, job.id, claim)
+            if claim is None:
+                # Finished, cancelled, unknown, or owned by a live worker. A cancelled one
+                # whose owner died is finished here.
+                await ex_store.cancel_unowned(conn, job.id)
                 return None
-            if claim.first_start:
+            if claim.deliveries > self.max_deliveries:
+                alert = await self.failures.fail_in(conn, *self._poison(claim))
+            elif claim.first_start:
                 version = await self.executor.versions.get(claim.workflow_version_id, conn=conn)
                 if ratelimit.has_limits(version.definition):
                     definition = version.definition
@@ -92,7 +107,11 @@ class ExecutionRunner:
                         # Over a limit: the claim is rolled back, the execution stays pending
                         # and its job comes back later; no attempt is spent.
                         raise Delay(wait_ms, "rate limited")
-            return claim
+                return claim
+            else:
+                return claim
+        await self.failures.alerts.enqueue(alert)
+        return None
 
     async def _claim_shielded(self, execution_id: str) -> ex_store.Claim | None:
         """A claim whose caller is cancelled meanwhile (shutdown) may still be made by its
@@ -127,17 +146,11 @@ class ExecutionRunner:
             return False
         return not ratelimit.has_limits(version.definition)
 
-    async def _refuse(
-        self, conn: Connection, execution_id: str, claim: ex_store.Claim | None
-    ) -> None:
-        if claim is None:
-            # Finished, cancelled, unknown, or owned by a live worker. A cancelled one whose
-            # owner died is finished here.
-            await ex_store.cancel_unowned(conn, execution_id)
-            return
-        await ex_store.fail_unclaimable(
-            conn,
-            execution_id,
+    def _poison(self, claim: ex_store.Claim) -> tuple[str, str, str]:
+        """An execution whose worker died at every delivery: failed rather than tried forever."""
+        return (
+            claim.execution_id,
+            claim.workflow_version_id,
             f"Execution was interrupted {claim.deliveries - 1} times (its worker crashed or "
             f"stalled); giving up after {self.max_deliveries} deliveries",
         )
