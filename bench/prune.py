@@ -6,11 +6,12 @@ running meanwhile. About 2 minutes here:
 For each backend it starts the engine in-process, as `serve` runs it in the embedded mode
 (SQLite in a temporary folder; PostgreSQL: a fresh database on 127.0.0.1:5432, no Redis), seeds
 `rows` old finished executions with SQL (each with the step row, log lines and events a real
-1-step execution has), then measures the 1-step throughput (executions/s, `concurrency` in
-flight, each waited for until `completed`) for a while without pruning, then during a retention
-pass that removes every seeded execution (rows/s removed), then without pruning again. It prints
-the figures and writes them to `bench/PRUNE.md`, a section that `bench/RESULTS.md` includes
-(spliced in now, and kept by `report.py` when RESULTS.md is written again).
+1-step execution has), and runs 1-step executions (`concurrency` in flight, each waited for
+until `completed`) while a retention pass removes every seeded execution. The pass is let run
+and held in turns (`--slice` seconds each), so the throughput with and without it is measured
+in the same minutes. It prints the figures (rows removed per second, executions per second with
+and without the pass) and writes them to `bench/PRUNE.md`, a section that `bench/RESULTS.md`
+includes (spliced in now, and kept by `report.py` when RESULTS.md is written again).
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,7 +38,7 @@ from tests.support.history import insert_history
 
 from workflow_engine.bootstrap import Engine, build
 from workflow_engine.domain.definition import WorkflowDefinition
-from workflow_engine.engine.retention import prune
+from workflow_engine.engine.retention import PruneReport, prune
 from workflow_engine.settings import Settings
 
 BENCH = Path(__file__).resolve().parent
@@ -54,15 +57,19 @@ class Figures:
     seed_s: float
     removed_executions: int
     removed_rows: int
-    prune_s: float
-    before: float
-    during: float
-    after: float
+    active_s: float
+    """Time the pass was let run (its slices), pauses between its transactions included."""
+    with_pass: list[float]
+    without: list[float]
     per_execution: tuple[int, int, int]
 
     @property
     def rows_per_s(self) -> float:
-        return self.removed_rows / self.prune_s if self.prune_s else 0.0
+        return self.removed_rows / self.active_s if self.active_s else 0.0
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.with_pass) / statistics.median(self.without)
 
 
 class Load:
@@ -94,22 +101,72 @@ class Load:
             else:
                 self.failed += 1
 
-    async def rate_while(self, work: Any) -> tuple[float, Any]:
-        """Executions completed per second while `work` (an awaitable) runs; and its result."""
+    def start(self) -> None:
         self._stop.clear()
-        lanes = [asyncio.create_task(self._lane()) for _ in range(self.concurrency)]
-        done_before, started = self.completed, time.monotonic()
-        try:
-            result = await work
-        finally:
-            elapsed = time.monotonic() - started
-            completed = self.completed - done_before
-            self._stop.set()
-            await asyncio.gather(*lanes)
-        return completed / elapsed, result
+        self._lanes = [asyncio.create_task(self._lane()) for _ in range(self.concurrency)]
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._lanes)
 
     def close(self) -> None:
         self._unsubscribe()
+
+
+class Gate:
+    """Lets a retention pass run only while open: it asks `go_on` before each transaction."""
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+
+    async def go_on(self) -> bool:
+        await self.open.wait()
+        return True
+
+
+def prune_pass(
+    engine: Engine, cutoff: datetime, pause_ratio: float | None
+) -> tuple[Gate, Callable[[], Awaitable[PruneReport]]]:
+    gate = Gate()
+    return gate, lambda: prune(engine.db, cutoff, pause_ratio=pause_ratio, go_on=gate.go_on)
+
+
+async def interleaved(
+    load: Load,
+    pass_: tuple[Gate, Callable[[], Awaitable[PruneReport]]],
+    slice_s: float,
+) -> tuple[list[float], list[float], float, PruneReport]:
+    """The load's executions/s in alternating slices, with the pass running and without (it
+    waits at its next transaction), until the pass is over: both measured in the same minutes,
+    so the shared machine's drift weighs on both alike. Also the time the pass ran."""
+    gate, run = pass_
+    with_pass: list[float] = []
+    without: list[float] = []
+    active_s = 0.0
+    load.start()
+    await asyncio.sleep(1)
+    task = asyncio.ensure_future(run())
+    running = True
+    try:
+        while not task.done():
+            if running:
+                gate.open.set()
+            else:
+                gate.open.clear()
+            done_before, started = load.completed, time.monotonic()
+            await asyncio.wait({task}, timeout=slice_s)
+            elapsed = time.monotonic() - started
+            if running:
+                active_s += elapsed
+            if elapsed >= slice_s * 0.9:  # a whole slice (the last one may be cut short)
+                rate = (load.completed - done_before) / elapsed
+                (with_pass if running else without).append(rate)
+            running = not running
+    finally:
+        gate.open.set()
+        report = await task
+        await load.stop()
+    return with_pass, without, active_s, report
 
 
 async def scalar(engine: Engine, sql: str, **params: Any) -> Any:
@@ -118,7 +175,7 @@ async def scalar(engine: Engine, sql: str, **params: Any) -> Any:
 
 
 async def run_backend(
-    backend: str, rows: int, concurrency: int, window_s: float, pause_ratio: float | None
+    backend: str, rows: int, concurrency: int, slice_s: float, pause_ratio: float | None
 ) -> Figures:
     with tempfile.TemporaryDirectory() as tmp:
         database: PgDatabase | None = None
@@ -133,7 +190,9 @@ async def run_backend(
             await engine.start_workers(concurrency=concurrency, say=lambda _: None)
             await engine.service.create_workflow(WORKFLOW)
             load = Load(engine, concurrency)
-            await load.rate_while(asyncio.sleep(2))  # warm up; and one real execution's rows
+            load.start()  # warm up; and one real execution's rows
+            await asyncio.sleep(2)
+            await load.stop()
             sample = await scalar(engine, "SELECT id FROM executions LIMIT 1")
             counts = [
                 int(
@@ -167,12 +226,10 @@ async def run_backend(
                 async with engine.db.autocommit() as conn:
                     await conn.execute(text("ANALYZE"))
             seed_s = time.monotonic() - started
-            before, _ = await load.rate_while(asyncio.sleep(window_s))
             cutoff = datetime.now(UTC) - timedelta(days=30)
-            during, report = await load.rate_while(
-                prune(engine.db, cutoff, pause_ratio=pause_ratio)
+            with_pass, without, active_s, report = await interleaved(
+                load, prune_pass(engine, cutoff, pause_ratio), slice_s
             )
-            after, _ = await load.rate_while(asyncio.sleep(window_s))
             left = await scalar(engine, "SELECT count(*) FROM executions WHERE id LIKE 'old-%'")
             assert int(left) == 0, left
             assert load.failed == 0, load.failed
@@ -183,10 +240,9 @@ async def run_backend(
                 seed_s=seed_s,
                 removed_executions=report.removed.executions,
                 removed_rows=report.removed.rows,
-                prune_s=report.seconds,
-                before=before,
-                during=during,
-                after=after,
+                active_s=active_s,
+                with_pass=with_pass,
+                without=without,
                 per_execution=per_execution,
             )
         finally:
@@ -198,7 +254,7 @@ async def run_backend(
 NAMES = {"sqlite": "embedded (SQLite)", "postgres": "PostgreSQL (engine in one process, no Redis)"}
 
 
-def section(figures: list[Figures], concurrency: int, seconds: float) -> str:
+def section(figures: list[Figures], concurrency: int, slice_s: float, seconds: float) -> str:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     out = [
         HEADING,
@@ -210,22 +266,23 @@ def section(figures: list[Figures], concurrency: int, seconds: float) -> str:
         "The engine runs in one process, as `serve` runs it in the embedded mode (the "
         "distributed mode's retention runs in one `workers` process the same way). Old finished "
         "executions are inserted with SQL, each with the rows a real 1-step execution has; one "
-        "retention pass then removes all of them (500 per transaction, pacing as in the engine: "
+        "retention pass then removes all of them (500 per transaction, paced as in the engine: "
         "after each transaction it waits 2 times as long as it took, 6 times on SQLite) while "
         f"1-step executions run, {concurrency} in flight, each waited for until `completed`. "
-        "Throughput without pruning is measured before and after the pass.",
+        f"The pass is let run and held in turns, {slice_s:g} s each, until it is over, and the "
+        "executions completed per second are counted per slice: with the pass and without are "
+        "so measured in the same minutes (median of the slices; min-max).",
         "",
-        "| database | old executions (rows) | pass | rows removed/s | executions/s removed "
-        "| 1-step executions/s: before / during / after |",
+        "| database | old executions (rows) | rows removed/s (while it ran) "
+        "| 1-step executions/s without the pass | with the pass | with / without |",
         "|---|---|---|---|---|---|",
     ]
     for f in figures:
         steps, logs, events = f.per_execution
         out.append(
             f"| {NAMES[f.backend]} | {f.removed_executions:,} ({f.removed_rows:,}: {steps} step, "
-            f"{logs} logs, {events} events each) | {f.prune_s:.1f} s | **{f.rows_per_s:,.0f}** | "
-            f"{f.removed_executions / f.prune_s:,.0f} | {f.before:.0f} / **{f.during:.0f}** / "
-            f"{f.after:.0f} ({f.during / ((f.before + f.after) / 2):.0%} of without) |"
+            f"{logs} logs, {events} events each) | **{f.rows_per_s:,.0f}** | "
+            f"{_figure(f.without)} | {_figure(f.with_pass)} | **{f.ratio:.0%}** |"
         )
     out += [
         "",
@@ -236,6 +293,10 @@ def section(figures: list[Figures], concurrency: int, seconds: float) -> str:
         "",
     ]
     return "\n".join(out)
+
+
+def _figure(values: list[float]) -> str:
+    return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
 
 
 def splice(results: str, block: str) -> str:
@@ -255,16 +316,15 @@ async def main(args: argparse.Namespace) -> None:
     figures = []
     for backend in args.backends.split(","):
         print(f"[prune bench] {backend}: seeding {args.rows:,} old executions...", flush=True)
-        fig = await run_backend(backend, args.rows, args.concurrency, args.window, args.pause_ratio)
+        fig = await run_backend(backend, args.rows, args.concurrency, args.slice, args.pause_ratio)
         print(
             f"[prune bench] {backend}: removed {fig.removed_executions:,} executions "
-            f"({fig.removed_rows:,} rows) in {fig.prune_s:.1f} s = {fig.rows_per_s:,.0f} rows/s; "
-            f"1-step executions/s before {fig.before:.0f}, during {fig.during:.0f}, "
-            f"after {fig.after:.0f}",
+            f"({fig.removed_rows:,} rows) at {fig.rows_per_s:,.0f} rows/s; 1-step executions/s "
+            f"without the pass {_figure(fig.without)}, with it {_figure(fig.with_pass)}",
             flush=True,
         )
         figures.append(fig)
-    block = section(figures, args.concurrency, time.monotonic() - started)
+    block = section(figures, args.concurrency, args.slice, time.monotonic() - started)
     print(block)
     if not args.no_write:
         SECTION.write_text(block)
@@ -278,7 +338,7 @@ if __name__ == "__main__":
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--window", type=float, default=6.0, help="seconds per measure")
+    parser.add_argument("--slice", type=float, default=2.0, help="seconds per slice")
     parser.add_argument(
         "--pause-ratio", type=float, help="default: the engine's (engine/retention.py)"
     )

@@ -69,6 +69,8 @@ class PruneReport:
         removed = self.removed
         when = self.cutoff.isoformat(timespec="seconds")
         kept = f"; kept {self.kept} held by unfinished executions" if self.kept else ""
+        if self.interrupted:
+            kept += "; stopped early (no longer the leader)"
         if self.dry_run:
             return (
                 f"Would remove {removed.executions} executions that finished before {when} "
