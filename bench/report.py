@@ -415,6 +415,10 @@ def render(results: dict[str, Any], *, command: str) -> str:
     for line in notes:
         w(f"- {line}")
     w("")
+    # Written by bench/prune.py (its own run, apart from this one).
+    retention = Path(__file__).with_name("PRUNE.md")
+    if retention.exists():
+        w(retention.read_text().rstrip() + "\n")
     profile = Path(__file__).with_name("PROFILE.md")
     if profile.exists():
         w(profile.read_text().rstrip() + "\n")

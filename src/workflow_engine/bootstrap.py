@@ -14,10 +14,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 
+from workflow_engine.engine.alerts import FailureAlerts, Failures
 from workflow_engine.engine.cancel import CancelSignals, LocalCancelSignals
 from workflow_engine.engine.executor import Executor, ExecutorConfig
 from workflow_engine.engine.keys import KeyRevocations, KeyRing, LocalKeyRevocations
 from workflow_engine.engine.reconciler import Reconciler
+from workflow_engine.engine.retention import Retention
 from workflow_engine.engine.scheduler import Scheduler
 from workflow_engine.engine.schedules import Schedules
 from workflow_engine.engine.secrets import Secrets
@@ -73,6 +75,9 @@ class Engine:
     """The dispatch queue's handler (with the schedules' jobs, when they come that way)."""
     readiness_probes: dict[str, Probe] = field(default_factory=dict)
     """What `GET /api/ready` checks: the database, and Redis in the distributed mode."""
+    retention: Retention | None = None
+    """The background removal of old executions (EXECUTION_RETENTION_DAYS set), run with the
+    workers, by the reconciler's leader."""
     _background: list[asyncio.Task[None]] = field(default_factory=list)
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -110,6 +115,10 @@ class Engine:
         self._background.append(
             asyncio.create_task(self.reconciler.run_forever(), name="reconciler")
         )
+        if self.retention is not None:
+            self._background.append(
+                asyncio.create_task(self.retention.run_forever(say), name="retention")
+            )
         say("[Workflow Engine] All systems ready")
 
     async def stop(self, *, grace_s: float | None = None) -> None:
@@ -206,8 +215,10 @@ async def build(settings: Settings, *, registry: StepRegistry | None = None) -> 
         dispatch_queue = LocalQueue(DISPATCH_QUEUE, DISPATCH_OPTIONS)
         execution_queue = LocalQueue(EXECUTION_QUEUE, EXECUTION_OPTIONS)
         cancels = LocalCancelSignals()
+    alerts = FailureAlerts(db, enqueue=dispatch_queue.add)
     executor = Executor(
         db=db,
+        alerts=alerts,
         registry=registry,
         bus=bus,
         cancels=cancels,
@@ -242,7 +253,9 @@ async def build(settings: Settings, *, registry: StepRegistry | None = None) -> 
     )
     keys = key_ring(settings, db)
     closers.append(keys.close)
-    dispatcher: Handler = Dispatcher(db, execution_queue)
+    dispatcher: Handler = Dispatcher(
+        db, execution_queue, failures=Failures(db, executor.versions, alerts)
+    )
     upkeep: Callable[[], Awaitable[object]] | None = None
     if isinstance(dispatch_queue, BullMQQueue):
         # The schedulers' jobs come through the dispatch queue; Redis may lose the schedulers,
@@ -276,5 +289,14 @@ async def build(settings: Settings, *, registry: StepRegistry | None = None) -> 
         schedules=schedules,
         dispatcher=dispatcher,
         readiness_probes=probes,
+        retention=Retention(
+            db,
+            days=settings.execution_retention_days,
+            interval_ms=settings.retention_interval_ms,
+            batch_size=settings.retention_batch_size,
+            is_leader=is_leader,
+        )
+        if settings.execution_retention_days > 0
+        else None,
         _closers=closers,
     )

@@ -181,6 +181,68 @@ def migrate() -> None:
 
 
 @app.command()
+def prune(
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than",
+            help="Remove executions that finished longer ago than this: 30d, 12h or 90m",
+        ),
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only print how many executions would go")
+    ] = False,
+) -> None:
+    """Remove finished executions (completed, failed, cancelled) older than --older-than, with
+    their steps, logs and events, from the database of DATABASE_URL; pending and running ones
+    are never touched. Small batches, so running work is not held up."""
+    from datetime import UTC, datetime
+
+    from workflow_engine.engine.retention import parse_age
+    from workflow_engine.engine.retention import prune as prune_executions
+    from workflow_engine.errors import StorageError
+    from workflow_engine.storage.db import Database
+
+    settings = _settings()
+    try:
+        age = parse_age(older_than)
+    except ValueError as exc:
+        _fail(f"--older-than: {exc}", 2)
+        return
+
+    from workflow_engine.storage import migrate as migrations
+
+    async def run() -> str:
+        db = Database(settings.resolved_database_url)
+        try:
+            if await migrations.revision(db) is None:
+                raise ConfigurationError(
+                    f"{_redact(settings.resolved_database_url)} holds no workflow-engine "
+                    "schema (check DATABASE_URL, or run `workflow-engine migrate`)"
+                )
+            report = await prune_executions(
+                db,
+                datetime.now(UTC) - age,
+                batch_size=settings.retention_batch_size,
+                dry_run=dry_run,
+            )
+        finally:
+            await db.dispose()
+        return report.summary()
+
+    try:
+        summary = asyncio.run(run())
+    except ConfigurationError as exc:
+        _fail(str(exc), 2)
+        return
+    except StorageError as exc:
+        where = _redact(settings.resolved_database_url)
+        _fail(f"cannot prune the database {where}: {exc}")
+        return
+    typer.echo(summary)
+
+
+@app.command()
 def workers(
     concurrency: Annotated[
         int | None, typer.Option(help="Executions run at once (EXECUTION_CONCURRENCY)")

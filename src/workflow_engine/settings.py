@@ -69,6 +69,20 @@ class Settings(BaseSettings):
         "failing together do not retry in lockstep",
     )
 
+    execution_retention_days: float = Field(
+        default=0,
+        ge=0,
+        le=36_500,
+        description="Finished executions older than this many days are removed with their "
+        "steps, logs and events (engine/retention.py); 0: kept forever",
+    )
+    retention_interval_ms: int = Field(
+        default=300_000, ge=100, description="How often the retention pass runs"
+    )
+    retention_batch_size: int = Field(
+        default=500, ge=1, le=10_000, description="Executions removed per transaction"
+    )
+
     http_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
     http_allowlist_only: bool = Field(
         default=False,

@@ -96,6 +96,13 @@ class WorkflowDefinition(_Strict):
     )
     steps: list[StepDefinition] = Field(min_length=1, max_length=MAX_STEPS)
     triggers: list[TriggerDefinition] | None = None
+    onFailure: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Id or name of a workflow started (once) when an execution of this one "
+        "fails, with {executionId, workflowId, workflowName, error, failedStep} as input",
+    )
 
     @field_validator("name")
     @classmethod

@@ -76,6 +76,8 @@ class Checkpoint:
     finish: Finish | None = None
     applies: tuple[tuple[StepState, StepStatus], ...] = field(default=())
     """Step states to move to their new status once the checkpoint is made."""
+    starts: tuple[Fields, ...] = ()
+    """New executions' rows inserted with the checkpoint (a failure alert: engine/alerts.py)."""
 
 
 def now() -> datetime:

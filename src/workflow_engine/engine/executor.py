@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from workflow_engine.domain.retry import RetryPolicy
 from workflow_engine.domain.status import ExecutionStatus, StepStatus
 from workflow_engine.engine import checkpoints as cp
 from workflow_engine.engine import templates
+from workflow_engine.engine.alerts import FailedStep, Failure, FailureAlerts
 from workflow_engine.engine.attempts import Attempt, StepRunner, StepSpec
 from workflow_engine.engine.branches import (
     Branches,
@@ -86,8 +88,9 @@ class Run:
     states: dict[str, cp.StepState] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
     retries: int = 0
-    failed_step: str | None = None
-    """The step whose failure halted the execution, if one did."""
+    failed_step: FailedStep | None = None
+    """The step whose failure failed the execution (the first one), for its failure alert and
+    the telemetry."""
     waited_ms: int = 0
     """Time spent `waiting` before this delivery: not counted toward the execution's timeout."""
     waits: dict[str, Row] = field(default_factory=dict)
@@ -136,6 +139,7 @@ class Executor:
         secrets: Secrets,
         config: ExecutorConfig,
         versions: VersionCache | None = None,
+        alerts: FailureAlerts | None = None,
     ) -> None:
         from workflow_engine.engine.children import ChildExecutions
         from workflow_engine.engine.mapping import MapRunner
@@ -148,6 +152,7 @@ class Executor:
         self.secrets = secrets
         self.config = config
         self.versions = versions or VersionCache(db)
+        self.alerts = alerts or FailureAlerts(db)
         self.writer = ExecutionWriter(db, lease_ms=config.lease_ms)
         self.steps = StepRunner(registry=registry, secrets=secrets, http=http)
         self.maps = MapRunner(self)
@@ -247,11 +252,23 @@ class Executor:
                 output = await self._output(run)
             except StepError as exc:
                 status, error = ExecutionStatus.FAILED, f"Output template failed: {exc}"
-        await run.journal.write(
-            cp.execution_finished(
-                status, run.started_at, output=output, error=error, retries=run.retries
-            )
+        finished = cp.execution_finished(
+            status, run.started_at, output=output, error=error, retries=run.retries
         )
+        alert = None
+        if status == ExecutionStatus.FAILED and definition.onFailure is not None:
+            # The alert's execution is stored by the same (fenced) write as the failure.
+            failure = Failure(run.execution_id, run.workflow_id, definition, error, run.failed_step)
+            alert = await self.alerts.plan(failure)
+            if alert is not None:
+                finished = dataclasses.replace(
+                    finished,
+                    logs=(*finished.logs, alert.log),
+                    starts=() if alert.row is None else (alert.row,),
+                )
+        await run.journal.write(finished)
+        if alert is not None:
+            await self.alerts.enqueue(alert.execution_id)
         metrics.execution_finished(definition.name, status, run.started_at)
         telemetry.execution_finished(
             telemetry.ExecutionEnd(
@@ -262,7 +279,11 @@ class Executor:
                 status=status.value,
                 started_at=run.started_at,
                 error=error,
-                failed_step=run.failed_step if status == ExecutionStatus.FAILED else None,
+                failed_step=(
+                    run.failed_step.step_key
+                    if run.failed_step is not None and status == ExecutionStatus.FAILED
+                    else None
+                ),
                 retries=run.retries,
             )
         )
@@ -379,9 +400,9 @@ class Executor:
             run.ready.finished(key, StepStatus.SKIPPED)
         elif isinstance(outcome, Failed):
             run.journal.defer(cp.step_failed(state, outcome.stored_input, outcome.error))
+            if run.failed_step is None and not halt.is_set:
+                run.failed_step = FailedStep(state.ref.step_id, key, outcome.error)
             name = state.ref.name
-            if not halt.is_set:
-                run.failed_step = key
             halt.set(
                 f"Cancelled: step '{name}' failed", error=f"Step '{name}' failed: {outcome.error}"
             )

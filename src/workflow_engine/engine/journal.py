@@ -82,6 +82,7 @@ class Journal:
             op.steps[:0] = [step for e in earlier for step in e.steps]
             op.logs[:0] = [row for e in earlier for row in e.logs]
             op.events[:0] = [row for e in earlier for row in e.events]
+            op.starts[:0] = [row for e in earlier for row in e.starts]
             events[:0] = [event for entry in self._deferred for event in entry[2]]
             self._deferred.clear()
         try:
@@ -147,6 +148,7 @@ class Journal:
             logs=log_rows,
             events=[event.row() for event in events],
             finish=checkpoint.finish,
+            starts=list(checkpoint.starts),
         )
         if checkpoint.step is not None:
             patch = checkpoint.step

@@ -25,6 +25,7 @@ from workflow_engine.engine.definition_checks import check_definition
 from workflow_engine.errors import (
     Conflict,
     DuplicateKey,
+    InvalidDefinition,
     NotFound,
     RefusedValue,
 )
@@ -73,6 +74,24 @@ def _new_execution(
     )
 
 
+async def _check_on_failure(
+    conn: Connection, definition: WorkflowDefinition, workflow_id: str | None
+) -> None:
+    """The workflow `onFailure` names must exist and be live (a workflow may name itself)."""
+    ref = definition.onFailure
+    if ref is None or ref in (definition.name, workflow_id):
+        return
+    try:
+        target = await wf_store.get_workflow(conn, ref)
+    except NotFound:
+        raise InvalidDefinition(
+            f"onFailure: no workflow {ref!r} (name the workflow to start by its id or name; "
+            "create it first)"
+        ) from None
+    if target["archived_at"] is not None:
+        raise InvalidDefinition(f"onFailure: the workflow {ref!r} is archived")
+
+
 @dataclass(frozen=True)
 class Started:
     execution_id: str
@@ -116,6 +135,7 @@ class EngineService:
     async def create_workflow(self, definition: WorkflowDefinition, actor: Actor = SYSTEM) -> str:
         self.check_definition(definition)
         async with self.db.write() as conn:
+            await _check_on_failure(conn, definition, None)
             workflow_id = await wf_store.create_workflow(conn, definition)
             await audit.record(
                 conn, actor, Action.WORKFLOW_CREATED, Target.WORKFLOW, workflow_id, {"version": 1}
@@ -133,6 +153,7 @@ class EngineService:
             row = await wf_store.get_workflow(conn, id_or_name)
             if row["archived_at"] is not None:
                 raise Conflict("the workflow is archived")
+            await _check_on_failure(conn, definition, str(row["id"]))
             active = (
                 await wf_store.get_version(conn, version_id=row["active_version_id"])
                 if row["active_version_id"]

@@ -12,6 +12,7 @@ from workflow_engine import telemetry
 from workflow_engine.batching import Batcher
 from workflow_engine.domain.status import ExecutionStatus
 from workflow_engine.engine import ratelimit
+from workflow_engine.engine.alerts import Failures
 from workflow_engine.engine.executor import Executor
 from workflow_engine.engine.waits import WAKE_KEY
 from workflow_engine.errors import Delay, DuplicateKey, NotFound, StorageUnavailable
@@ -19,7 +20,7 @@ from workflow_engine.ids import worker_id
 from workflow_engine.queue.base import Job, JobQueue
 from workflow_engine.storage import executions as ex_store
 from workflow_engine.storage import waits as wait_store
-from workflow_engine.storage.db import Connection, Database
+from workflow_engine.storage.db import Database
 
 log = logging.getLogger(__name__)
 VERSION_KEY = "workflowVersionId"
@@ -29,9 +30,13 @@ VERSION_KEY = "workflowVersionId"
 class Dispatcher:
     """`workflow-dispatch` handler: the execution must exist, be pending and its workflow live."""
 
-    def __init__(self, db: Database, execution_queue: JobQueue) -> None:
+    def __init__(
+        self, db: Database, execution_queue: JobQueue, *, failures: Failures | None = None
+    ) -> None:
         self.db = db
         self.execution_queue = execution_queue
+        self.failures = failures
+        """Fails executions that cannot run (with their failure alerts); None: no alerts."""
         self._states = Batcher(self._read_states, name="dispatch reads")
 
     async def _read_states(self, ids: list[str]) -> list[ex_store.DispatchState | None]:
@@ -55,10 +60,12 @@ class Dispatcher:
         if state.status != ex_store.PENDING:
             return
         if state.archived:
-            async with self.db.write() as conn:
-                await ex_store.fail_unclaimable(
-                    conn, job.id, "The workflow was archived before this execution started"
-                )
+            error = "The workflow was archived before this execution started"
+            if self.failures is not None:
+                await self.failures.fail(job.id, state.workflow_version_id, error)
+            else:
+                async with self.db.write() as conn:
+                    await ex_store.fail_unclaimable(conn, job.id, error)
             return
         # The version (immutable) rides along so the runner knows its rate limits before claiming.
         await self.execution_queue.add(job.id, {VERSION_KEY: state.workflow_version_id})
@@ -82,6 +89,7 @@ class ExecutionRunner:
     ) -> None:
         self.db = db
         self.executor = executor
+        self.failures = Failures(db, executor.versions, executor.alerts)
         self.lease_ms = lease_ms
         self.max_deliveries = max_deliveries
         self.owner = worker_id()
@@ -98,31 +106,40 @@ class ExecutionRunner:
             # No rate limit to check inside the claim: claims of concurrent jobs go together in
             # one UPDATE, without BEGIN/COMMIT.
             claim = await self._claim_shielded(job.id)
-            if claim is None or claim.deliveries > self.max_deliveries:
+            if claim is None:
                 async with self.db.autocommit() as conn:
-                    given_up = await self._refuse(conn, job.id, claim)
-                await self._gave_up(given_up)
+                    await ex_store.cancel_unowned(conn, job.id)
+                return None
+            if claim.deliveries > self.max_deliveries:
+                if await self.failures.fail(*self._poison(claim)):
+                    await self._gave_up(claim)
                 return None
             return claim
-        failed: ex_store.Claim | None = None
         async with self.db.write() as conn:
             claim = await ex_store.claim(conn, job.id, owner=self.owner, lease_ms=self.lease_ms)
-            refused = claim is None or claim.deliveries > self.max_deliveries
-            if refused:
-                failed = await self._refuse(conn, job.id, claim)
-            elif claim is not None and claim.first_start:
-                version = await self.executor.versions.get(claim.workflow_version_id, conn=conn)
-                if ratelimit.has_limits(version.definition):
+            if claim is None:
+                # Finished, cancelled, unknown, or owned by a live worker. A cancelled one
+                # whose owner died is finished here.
+                await ex_store.cancel_unowned(conn, job.id)
+                return None
+            if claim.deliveries <= self.max_deliveries:
+                if claim.first_start:
+                    version = await self.executor.versions.get(claim.workflow_version_id, conn=conn)
                     definition = version.definition
-                    wait_ms = await ratelimit.wait_needed_ms(conn, claim.workflow_id, definition)
-                    if wait_ms:
-                        # Over a limit: the claim is rolled back, the execution stays pending
-                        # and its job comes back later; no attempt is spent.
-                        raise Delay(wait_ms, "rate limited")
-        if refused:
-            await self._gave_up(failed)
-            return None
-        return claim
+                    if ratelimit.has_limits(definition):
+                        wait_ms = await ratelimit.wait_needed_ms(
+                            conn, claim.workflow_id, definition
+                        )
+                        if wait_ms:
+                            # Over a limit: the claim is rolled back, the execution stays
+                            # pending and its job comes back later; no attempt is spent.
+                            raise Delay(wait_ms, "rate limited")
+                return claim
+            failed, alert = await self.failures.fail_in(conn, *self._poison(claim))
+        await self.failures.alerts.enqueue(alert)
+        if failed:
+            await self._gave_up(claim)
+        return None
 
     async def _claim_shielded(self, execution_id: str) -> ex_store.Claim | None:
         """A claim whose caller is cancelled meanwhile (shutdown) may still be made by its
@@ -157,18 +174,9 @@ class ExecutionRunner:
             return False
         return not ratelimit.has_limits(version.definition)
 
-    async def _refuse(
-        self, conn: Connection, execution_id: str, claim: ex_store.Claim | None
-    ) -> ex_store.Claim | None:
-        """Not run: finished, cancelled, or delivered too often. Returns the claim of an
-        execution failed here (for `_gave_up`, once committed)."""
-        if claim is None:
-            # Finished, cancelled, unknown, or owned by a live worker. A cancelled one whose
-            # owner died is finished here.
-            await ex_store.cancel_unowned(conn, execution_id)
-            return None
-        failed = await ex_store.fail_unclaimable(conn, execution_id, self._gave_up_error(claim))
-        return claim if failed else None
+    def _poison(self, claim: ex_store.Claim) -> tuple[str, str, str]:
+        """An execution whose worker died at every delivery: failed rather than tried forever."""
+        return claim.execution_id, claim.workflow_version_id, self._gave_up_error(claim)
 
     def _gave_up_error(self, claim: ex_store.Claim) -> str:
         return (
@@ -176,11 +184,9 @@ class ExecutionRunner:
             f"stalled); giving up after {self.max_deliveries} deliveries"
         )
 
-    async def _gave_up(self, claim: ex_store.Claim | None) -> None:
+    async def _gave_up(self, claim: ex_store.Claim) -> None:
         """An execution failed for too many deliveries reached its final status: tell the
         telemetry (its trace's root span, an error event), as the executor does for the others."""
-        if claim is None:
-            return
         name, number = claim.workflow_id, None
         with contextlib.suppress(Exception):  # the version may be what keeps failing it
             version = await self.executor.versions.get(claim.workflow_version_id)

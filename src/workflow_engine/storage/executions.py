@@ -68,34 +68,45 @@ async def insert_keyed_execution(conn: AsyncConnection, new: NewExecution) -> st
     """Insert a `pending` execution with an idempotency key, in a savepoint: when another
     execution of the workflow took the key first, raises DuplicateKey and the transaction
     goes on without this INSERT."""
+    row = execution_row(new)
+    await insert_keyed_row(conn, row)
+    return str(row["id"])
+
+
+async def insert_keyed_row(conn: AsyncConnection, row: dict[str, Any]) -> None:
+    """`insert_keyed_execution` for a row made by `execution_row`."""
     with translated_errors():
         async with conn.begin_nested():
-            return await insert_execution(conn, new)
+            await conn.execute(executions.insert(), [row])
+
+
+def execution_row(new: NewExecution, stamp: datetime | None = None) -> dict[str, Any]:
+    """The `executions` row of a new `pending` execution, with its id (`insert_executions`, or
+    the executor's final write when it starts a failure alert)."""
+    stamp = stamp or now()
+    return {
+        "id": new_id(),
+        "workflow_id": new.workflow_id,
+        "workflow_version_id": new.workflow_version_id,
+        "trigger_id": new.trigger_id,
+        "status": PENDING,
+        "input": new.input,
+        "retry_count": 0,
+        "created_at": stamp,
+        "updated_at": stamp,
+        "idempotency_key": new.idempotency_key,
+        "rerun_of_id": new.rerun_of_id,
+        "parent_execution_id": new.parent_execution_id,
+        "parent_step_key": new.parent_step_key,
+        "triggered_by": new.triggered_by,
+        "fencing_token": 0,
+    }
 
 
 async def insert_executions(conn: AsyncConnection, news: list[NewExecution]) -> list[str]:
     """Insert `pending` executions in one statement; their ids, in order."""
     stamp = now()
-    rows = [
-        {
-            "id": new_id(),
-            "workflow_id": new.workflow_id,
-            "workflow_version_id": new.workflow_version_id,
-            "trigger_id": new.trigger_id,
-            "status": PENDING,
-            "input": new.input,
-            "retry_count": 0,
-            "created_at": stamp,
-            "updated_at": stamp,
-            "idempotency_key": new.idempotency_key,
-            "rerun_of_id": new.rerun_of_id,
-            "parent_execution_id": new.parent_execution_id,
-            "parent_step_key": new.parent_step_key,
-            "triggered_by": new.triggered_by,
-            "fencing_token": 0,
-        }
-        for new in news
-    ]
+    rows = [execution_row(new, stamp) for new in news]
     await conn.execute(executions.insert(), rows)
     return [row["id"] for row in rows]
 
@@ -212,6 +223,51 @@ async def ancestry_depth(conn: AsyncConnection, execution_id: str, *, limit: int
             break
         depth, current = depth + 1, parent
     return depth
+
+
+async def keyed_in_lineage(
+    conn: AsyncConnection, execution_id: str, key_prefix: str, *, limit: int
+) -> bool:
+    """Whether the execution, or one of its parents (at most `limit` levels up), has an
+    idempotency key starting with `key_prefix`."""
+    current: str | None = execution_id
+    for _ in range(limit + 1):
+        if current is None:
+            break
+        row = (
+            await conn.execute(
+                select(executions.c.idempotency_key, executions.c.parent_execution_id).where(
+                    executions.c.id == current
+                )
+            )
+        ).first()
+        if row is None:
+            break
+        if row[0] is not None and str(row[0]).startswith(key_prefix):
+            return True
+        current = row[1]
+    return False
+
+
+async def insert_log(
+    conn: AsyncConnection,
+    execution_id: str,
+    level: str,
+    message: str,
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    """One log line on an execution, written outside its executor (which writes its own
+    through the journal)."""
+    await conn.execute(
+        execution_logs.insert().values(
+            id=new_id(),
+            execution_id=execution_id,
+            level=level,
+            message=message,
+            metadata=metadata,
+            timestamp=now(),
+        )
+    )
 
 
 async def active_descendants(conn: AsyncConnection, execution_id: str) -> list[str]:

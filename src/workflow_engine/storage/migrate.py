@@ -6,6 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
@@ -42,6 +43,17 @@ async def upgrade(db: Database, revision: str = "head") -> None:
             await conn.run_sync(lambda sync: command.upgrade(_config(sync), revision))
     finally:
         await conn.close()
+
+
+async def revision(db: Database) -> str | None:
+    """The schema's migration revision; None when the database has none of the engine's tables
+    (never migrated). Raises StorageError when it cannot be reached."""
+
+    def read(sync: Connection) -> str | None:
+        return MigrationContext.configure(sync).get_current_revision()
+
+    async with db.read() as conn:
+        return await conn.run_sync(read)
 
 
 async def downgrade(db: Database, revision: str) -> None:

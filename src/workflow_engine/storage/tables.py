@@ -167,6 +167,21 @@ executions = Table(
     Index("ix_executions_status_created_at_id", "status", "created_at", "id"),
     Index("ix_executions_status_lease_expires_at", "status", "lease_expires_at"),
     Index("ix_executions_status_wake_at", "status", "wake_at"),
+    # Retention (storage/retention.py): the oldest finished executions first; and the re-run
+    # link's ON DELETE SET NULL, which would otherwise scan the table per deleted row.
+    Index(
+        "ix_executions_completed_at_id",
+        "completed_at",
+        "id",
+        sqlite_where=text("completed_at IS NOT NULL"),
+        postgresql_where=text("completed_at IS NOT NULL"),
+    ),
+    Index(
+        "ix_executions_rerun_of_id",
+        "rerun_of_id",
+        sqlite_where=text("rerun_of_id IS NOT NULL"),
+        postgresql_where=text("rerun_of_id IS NOT NULL"),
+    ),
     Index(
         "uq_executions_workflow_id_idempotency_key", "workflow_id", "idempotency_key", unique=True
     ),

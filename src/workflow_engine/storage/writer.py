@@ -24,6 +24,7 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import and_, bindparam, case, tuple_, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import ReturningUpdate, Update
 
@@ -81,6 +82,10 @@ class WriteOp:
     logs: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     finish: Finish | None = None
+    starts: list[dict[str, Any]] = field(default_factory=list)
+    """New `pending` executions (rows made by `executions.execution_row`) inserted with this
+    write, if it is made: the failure alert a failed execution starts (engine/alerts.py). A row
+    whose (workflow, idempotency key) is taken already is left out."""
     done: asyncio.Future[datetime | None] | None = None
 
 
@@ -142,8 +147,9 @@ class ExecutionWriter:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _flush(self, batch: list[WriteOp]) -> dict[tuple[str, int], datetime | None]:
-        """One transaction for the batch; returns {(execution_id, token): cancel_requested_at}
-        of the writes that were made (their caller still owns the execution)."""
+        """One transaction for the batch (SQLite; PostgreSQL has its own statement); returns
+        {(execution_id, token): cancel_requested_at} of the writes that were made (their
+        caller still owns the execution)."""
         if self.db.dialect == "postgresql":
             return await self._flush_postgresql(batch)
         async with self.db.write() as conn:
@@ -157,6 +163,14 @@ class ExecutionWriter:
             if events:
                 await conn.execute(execution_events.insert(), events)
             await _finish(conn, [op for op in mine if op.finish is not None])
+            starts = [row for op in mine for row in op.starts]
+            if starts:
+                await conn.execute(
+                    sqlite_insert(executions).on_conflict_do_nothing(
+                        index_elements=["workflow_id", "idempotency_key"]
+                    ),
+                    starts,
+                )
         return owned
 
     async def _flush_postgresql(
@@ -188,6 +202,11 @@ class ExecutionWriter:
             "step_updates": step_updates,
             "logs": [{**row, "token": op.token} for op in batch for row in op.logs],
             "events": [{**row, "token": op.token} for op in batch for row in op.events],
+            "starts": [
+                {**row, "source_id": op.execution_id, "token": op.token}
+                for op in batch
+                for row in op.starts
+            ],
         }
         async with self.db.autocommit() as conn:
             rows = await writer_pg.flush(conn, payload, **self._lease_params())

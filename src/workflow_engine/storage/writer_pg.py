@@ -5,7 +5,9 @@ round trips per batch. Here the whole batch travels as one JSON parameter and on
 data-modifying CTEs does it all: the fence (lease renewal and, for finishing executions, the
 final status) and every insert and update joined to the fence's result, so the writes of an
 execution whose token no longer matches are dropped inside the statement. A single statement is
-atomic on its own, so no transaction is opened around it: one round trip per batch.
+atomic on its own, so no transaction is opened around it: one round trip per batch. New
+executions a write starts (a failure alert) are inserted by the same statement, if the write is
+made.
 
 Same contract as the generic flush (tests/integration/test_writer.py runs on both databases).
 """
@@ -101,6 +103,22 @@ events AS (
     FROM batch, jsonb_to_recordset(batch.b -> 'events') AS v(
         execution_id text, token int, seq int, type text, data jsonb, timestamp timestamptz)
     JOIN fence ON fence.id = v.execution_id AND fence.fencing_token = v.token
+),
+starts AS (
+    INSERT INTO executions (id, workflow_id, workflow_version_id, trigger_id, status, input,
+        retry_count, created_at, updated_at, idempotency_key, rerun_of_id, fencing_token,
+        handbacks, parent_execution_id, parent_step_key)
+    SELECT n.id, n.workflow_id, n.workflow_version_id, n.trigger_id, n.status,
+        COALESCE(n.input, 'null'::jsonb), n.retry_count, n.created_at, n.updated_at,
+        n.idempotency_key, n.rerun_of_id, n.fencing_token, 0, n.parent_execution_id,
+        n.parent_step_key
+    FROM batch, jsonb_to_recordset(batch.b -> 'starts') AS n(
+        id text, source_id text, token int, workflow_id text, workflow_version_id text,
+        trigger_id text, status text, input jsonb, retry_count int, created_at timestamptz,
+        updated_at timestamptz, idempotency_key text, rerun_of_id text, fencing_token int,
+        parent_execution_id text, parent_step_key text)
+    JOIN fence ON fence.id = n.source_id AND fence.fencing_token = n.token
+    ON CONFLICT (workflow_id, idempotency_key) DO NOTHING
 )
 SELECT id, fencing_token, cancel_requested_at FROM fence
 """
