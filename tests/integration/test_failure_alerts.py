@@ -107,7 +107,7 @@ async def test_completed_and_cancelled_executions_start_no_alert(
     completed = await running.wait(await running.execute("fine"))
     assert completed["status"] == "completed"
     slow_id = await running.execute("slow")
-    await running.wait(slow_id, until=lambda e: e["status"] == "running")
+    await running.wait(slow_id, until=lambda e: e["status"] in ("running", "waiting"))
     response = await running.client.post(f"/api/executions/{slow_id}/cancel")
     assert response.status_code == 202, response.text
     assert (await running.wait(slow_id))["status"] == "cancelled"

@@ -96,7 +96,7 @@ async def test_prune_removes_old_finished_executions_with_their_rows_and_nothing
     old_completed = await finished("one")
     old_failed = await finished("boom")
     old_cancelled = await running.execute("slow")
-    await running.wait(old_cancelled, until=lambda e: e["status"] == "running")
+    await running.wait(old_cancelled, until=lambda e: e["status"] in ("running", "waiting"))
     assert (await running.client.post(f"/api/executions/{old_cancelled}/cancel")).is_success
     await running.wait(old_cancelled)
     old_parent = await finished("parent")
@@ -111,13 +111,16 @@ async def test_prune_removes_old_finished_executions_with_their_rows_and_nothing
     rerun = await insert_row(running, made["boom"], rerun_of_id=rerun_source, **live)
     pending = await insert_row(running, made["one"], created_at=days_ago(90))
     still_running = await insert_row(running, made["one"], created_at=days_ago(90), **live)
+    waiting = await insert_row(
+        running, made["one"], created_at=days_ago(90), status="waiting", started_at=days_ago(90)
+    )
 
     old = [old_completed, old_failed, old_cancelled, old_parent, old_child]
     await set_columns(
         running, [*old, live_parent, live_child, rerun_source], completed_at=days_ago(40)
     )
     await set_columns(running, [live_child], completed_at=None, **live)
-    kept = [recent, live_parent, live_child, rerun_source, rerun, pending, still_running]
+    kept = [recent, live_parent, live_child, rerun_source, rerun, pending, still_running, waiting]
     before = await rows_of(running, old + kept)
     assert all(before[i][1] and before[i][2] and before[i][3] for i in old)  # real rows
 
@@ -146,7 +149,7 @@ async def test_prune_removes_old_finished_executions_with_their_rows_and_nothing
     report = await prune(running.engine.db, days_ago(30))
     assert report.removed.executions == 3
     after = await rows_of(running, kept)
-    assert [after[i][0] for i in kept] == [1, 0, 0, 0, 1, 1, 1]
+    assert [after[i][0] for i in kept] == [1, 0, 0, 0, 1, 1, 1, 1]
     [link] = await sql(running, "SELECT rerun_of_id FROM executions WHERE id = :id", id=rerun)
     assert link["rerun_of_id"] is None
 
