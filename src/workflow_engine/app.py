@@ -21,6 +21,7 @@ from workflow_engine.api.routes import (
     executions,
     metrics,
     ready,
+    stats,
     step_types,
     system,
     workflows,
@@ -86,6 +87,7 @@ def create_app(
     for router in (
         workflows.router,
         executions.router,
+        stats.router,
         step_types.router,
         system.router,
         ready.router,
