@@ -415,6 +415,10 @@ def render(results: dict[str, Any], *, command: str) -> str:
     for line in notes:
         w(f"- {line}")
     w("")
+    # Measured apart (bench/stats_query.py --write), kept beside the run's figures.
+    charts = Path(__file__).with_name("STATS.md")
+    if charts.exists():
+        w(charts.read_text().rstrip() + "\n")
     profile = Path(__file__).with_name("PROFILE.md")
     if profile.exists():
         w(profile.read_text().rstrip() + "\n")

@@ -1,0 +1,166 @@
+"""How long the charts' aggregate (`GET /api/stats`, storage/stats.py) takes with 1,000,000
+executions in the table, on PostgreSQL:
+
+    .venv/bin/python bench/stats_query.py [--rows 1000000] [--runs 15] [--write]
+
+It makes a scratch database on the PostgreSQL of 127.0.0.1:5432 (dropped at the end), migrates
+it, and inserts `rows` finished executions of 10 workflows with one INSERT ... SELECT over
+generate_series (90% completed, 8% failed, 2% cancelled; durations 5 ms to 5 s): a fifth of them
+finished in the last 24 hours (about 140 a minute, a busy engine) and the rest over the 29 days
+before (about 19 a minute). Then it times `execution_stats` as the API calls it (SQLAlchemy,
+asyncpg, both queries), for the last hour and day, of every workflow (/monitoring) and of one
+(a workflow's page): once "now" (busy) and once as of 7 days ago (typical), so the figures show
+that the cost follows the executions finished in the window, not the table's size. Each figure
+is the median (and min-max) of `runs` runs after two warm-up runs. A few minutes in all.
+
+With `--write` the table also goes to `bench/STATS.md`, which `bench/RESULTS.md` includes (as it
+includes PROFILE.md) the next time the report is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+from harness import PgDatabase, pg_version
+
+from workflow_engine.domain.definition import WorkflowDefinition
+from workflow_engine.storage import migrate
+from workflow_engine.storage import workflows as wf_store
+from workflow_engine.storage.db import Database
+from workflow_engine.storage.stats import WINDOWS, execution_stats
+
+WORKFLOWS = 10
+RECENT_SHARE = 0.2
+"""Of the rows, the share that finished in the last 24 hours; the rest spread over 29 days."""
+OUT = Path(__file__).with_name("STATS.md")
+
+
+async def load(db: Database, url: str, rows: int, now: datetime) -> tuple[list[str], float]:
+    """The workflows' ids, and the seconds the INSERT (and VACUUM ANALYZE) took."""
+    ids = []
+    async with db.write() as conn:
+        for n in range(WORKFLOWS):
+            document = {
+                "name": f"stats-{n}",
+                "steps": [{"key": "a", "type": "transform", "config": {"output": 1}}],
+            }
+            ids.append(
+                await wf_store.create_workflow(conn, WorkflowDefinition.model_validate(document))
+            )
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        versions = [
+            await conn.fetchval("SELECT active_version_id FROM workflows WHERE id = $1", i)
+            for i in ids
+        ]
+        recent = int(rows * RECENT_SHARE)
+        started = time.monotonic()
+        # Row g finished `ago` before now: the first `recent` rows within the last day, the
+        # others over the 29 days before. Statuses and durations vary with g.
+        await conn.execute(
+            """
+            INSERT INTO executions (id, workflow_id, workflow_version_id, status, input,
+                started_at, completed_at, duration_ms, retry_count, created_at, updated_at,
+                fencing_token)
+            SELECT md5('wfstats' || g)::uuid::text, ($2::text[])[g % 10 + 1],
+                   ($3::text[])[g % 10 + 1],
+                   CASE WHEN g % 50 = 7 THEN 'cancelled'
+                        WHEN g % 25 IN (3, 11) THEN 'failed' ELSE 'completed' END,
+                   '{}'::jsonb, done - dur, done, (extract(epoch FROM dur) * 1000)::bigint, 0,
+                   done - dur, done, 1
+            FROM (SELECT g,
+                         $1::timestamptz - CASE WHEN g <= $5::int THEN g * $6::interval
+                             ELSE interval '1 day' + (g - $5::int) * $7::interval
+                         END AS done,
+                         (5 + (g::bigint * 7919) % 4995) * interval '1 ms' AS dur
+                  FROM generate_series(1, $4::int) AS g) AS s
+            """,
+            now,
+            ids,
+            versions,
+            rows,
+            recent,
+            timedelta(days=1) / recent,
+            timedelta(days=29) / (rows - recent),
+            timeout=900,
+        )
+        await conn.execute("VACUUM ANALYZE executions", timeout=600)
+        return ids, time.monotonic() - started
+    finally:
+        await conn.close()
+
+
+async def timed(
+    db: Database, window: str, workflow_id: str | None, now: datetime, runs: int
+) -> tuple[list[float], int]:
+    """Milliseconds per call, and how many executions the window held."""
+    times = []
+    finished = 0
+    for n in range(runs + 2):
+        started = time.perf_counter()
+        async with db.read() as conn:
+            stats = await execution_stats(conn, WINDOWS[window], workflow_id=workflow_id, now=now)
+        if n >= 2:  # two warm-up runs
+            times.append((time.perf_counter() - started) * 1000)
+        finished = stats.total.finished
+    return times, finished
+
+
+async def main(args: argparse.Namespace) -> None:
+    scratch = await PgDatabase("stats").create()
+    db = Database(scratch.url, pool_size=2)
+    try:
+        await migrate.upgrade(db)
+        now = datetime.now(UTC)
+        ids, load_s = await load(db, scratch.url, args.rows, now)
+        print(f"{args.rows:,} executions inserted and VACUUM ANALYZEd in {load_s:.0f} s")
+        lines = []
+        for label, at in (
+            ("busy: now", now),
+            ("typical: as of 7 days ago", now - timedelta(days=7)),
+        ):
+            for window in ("1h", "24h"):
+                for scope, workflow_id in (("every workflow", None), ("one workflow", ids[3])):
+                    times, finished = await timed(db, window, workflow_id, at, args.runs)
+                    line = (
+                        f"| {label} | {window} | {scope} | {finished:,} | "
+                        f"**{statistics.median(times):.1f}** ({min(times):.1f}-{max(times):.1f}) |"
+                    )
+                    print(line, flush=True)
+                    lines.append(line)
+    finally:
+        await db.dispose()
+        await scratch.drop()
+    header = [
+        "## Charts' aggregate at 1,000,000 rows (PostgreSQL)",
+        "",
+        f"Made by `bench/stats_query.py` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, PostgreSQL "
+        f"{await pg_version()}, on this machine (2 cores shared with the database). "
+        f"{args.rows:,} finished executions of {WORKFLOWS} workflows in the table ("
+        f"{RECENT_SHARE:.0%} of them in the last 24 hours, about "
+        f"{args.rows * RECENT_SHARE / 1440:.0f} a minute; the rest over the 29 days before, "
+        f"about {args.rows * (1 - RECENT_SHARE) / 29 / 1440:.0f} a minute), inserted with SQL in "
+        f"{load_s:.0f} s and `VACUUM ANALYZE`d. One call of `storage.stats.execution_stats` (what "
+        "`GET /api/stats` runs: the counts and the percentiles, two queries) timed from Python, "
+        f"median (min-max) of {args.runs} runs after two warm-ups.",
+        "",
+        "| as of | window | workflows | executions in the window | ms |",
+        "|---|---|---|---|---|",
+    ]
+    if args.write:
+        OUT.write_text("\n".join([*header, *lines, ""]))
+        print(f"written to {OUT}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--write", action="store_true", help="also write bench/STATS.md")
+    asyncio.run(main(parser.parse_args()))
