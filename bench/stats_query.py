@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
@@ -39,6 +40,15 @@ WORKFLOWS = 10
 RECENT_SHARE = 0.2
 """Of the rows, the share that finished in the last 24 hours; the rest spread over 29 days."""
 OUT = Path(__file__).with_name("STATS.md")
+TARGET_MS = 50.0
+NOTE = (
+    "The cost follows the executions finished in the window (an index-only scan of their "
+    "entries, then a sort for the percentiles), not the table's size. Exact percentiles need "
+    "every duration of the window, so where a window holds tens of thousands of executions the "
+    "target is out of reach of a plain query; the next step there is a rollup maintained on "
+    "finish (counts per quarter hour and workflow, durations as histograms, so approximate "
+    "percentiles)."
+)
 
 
 async def load(db: Database, url: str, rows: int, now: datetime) -> tuple[list[str], float]:
@@ -113,6 +123,7 @@ async def timed(
 
 
 async def main(args: argparse.Namespace) -> None:
+    load_before = os.getloadavg()[0]
     scratch = await PgDatabase("stats").create()
     db = Database(scratch.url, pool_size=2)
     try:
@@ -128,15 +139,18 @@ async def main(args: argparse.Namespace) -> None:
             for window in ("1h", "24h"):
                 for scope, workflow_id in (("every workflow", None), ("one workflow", ids[3])):
                     times, finished = await timed(db, window, workflow_id, at, args.runs)
+                    median = statistics.median(times)
+                    verdict = "met" if median < TARGET_MS else "**not met**"
                     line = (
                         f"| {label} | {window} | {scope} | {finished:,} | "
-                        f"**{statistics.median(times):.1f}** ({min(times):.1f}-{max(times):.1f}) |"
+                        f"**{median:.1f}** ({min(times):.1f}-{max(times):.1f}) | {verdict} |"
                     )
                     print(line, flush=True)
                     lines.append(line)
     finally:
         await db.dispose()
         await scratch.drop()
+    load_after = os.getloadavg()[0]
     header = [
         "## Charts' aggregate at 1,000,000 rows (PostgreSQL)",
         "",
@@ -148,13 +162,15 @@ async def main(args: argparse.Namespace) -> None:
         f"about {args.rows * (1 - RECENT_SHARE) / 29 / 1440:.0f} a minute), inserted with SQL in "
         f"{load_s:.0f} s and `VACUUM ANALYZE`d. One call of `storage.stats.execution_stats` (what "
         "`GET /api/stats` runs: the counts and the percentiles, two queries) timed from Python, "
-        f"median (min-max) of {args.runs} runs after two warm-ups.",
+        f"median (min-max) of {args.runs} runs after two warm-ups. Load average (1 min) at the "
+        f"start and the end: {load_before:.1f} and {load_after:.1f} (other work shared the "
+        "machine).",
         "",
-        "| as of | window | workflows | executions in the window | ms |",
-        "|---|---|---|---|---|",
+        f"| as of | window | workflows | executions in the window | ms | < {TARGET_MS:.0f} ms |",
+        "|---|---|---|---|---|---|",
     ]
     if args.write:
-        OUT.write_text("\n".join([*header, *lines, ""]))
+        OUT.write_text("\n".join([*header, *lines, "", NOTE, ""]))
         print(f"written to {OUT}")
 
 
