@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import Running, StartEngine
 from tests.support.finished import Finished, insert_finished
+from workflow_engine.storage import stats_rollup
 from workflow_engine.storage.stats import WINDOWS, ExecutionStats, Tally, execution_stats
 
 pytestmark = pytest.mark.timeout(60)
@@ -118,6 +119,18 @@ async def test_the_hour_in_minutes(db_url: str, start_engine: StartEngine) -> No
     assert set(only_beta.workflows) == {beta}
     assert (only_beta.total.p50_ms, only_beta.total.p95_ms) == (8.0, pytest.approx(8.9))
     assert counts(bucket(only_beta, at("11:30:00"))) == (0, 0, 0)
+
+    # Once the minutes that ended 10 minutes ago are rolled up (11:01 to 11:49), the hour reads
+    # them from the rollup: the same counts and per-minute percentiles, and the hour's
+    # percentiles within 2%.
+    assert await settle_all(running, NOW, "1h") == 49
+    async with db.read() as conn:
+        rolled = await execution_stats(conn, WINDOWS["1h"], now=NOW)
+        rolled_beta = await execution_stats(conn, WINDOWS["1h"], workflow_id=beta, now=NOW)
+    for got, exact in ((rolled, stats), (rolled_beta, only_beta)):
+        same_buckets(got, exact)
+        assert got.total.p50_ms == pytest.approx(exact.total.p50_ms, rel=0.02)
+        assert got.total.p95_ms == pytest.approx(exact.total.p95_ms, rel=0.02)
 
 
 async def test_the_day_in_quarter_hours(db_url: str, start_engine: StartEngine) -> None:
@@ -239,3 +252,142 @@ async def test_empty_window(db_url: str, start_engine: StartEngine) -> None:
         "p50Ms": None,
         "p95Ms": None,
     }
+
+
+# --- the rollup of past quarter hours ---------------------------------------------------------
+
+
+QUARTER = WINDOWS["24h"].bucket
+MINUTE = WINDOWS["1h"].bucket
+
+
+async def settle_all(running: Running, now: datetime, window: str = "24h") -> int:
+    """Roll up every settled bucket of the window before `now`; how many there were."""
+    period = WINDOWS[window]
+    start, _ = period.bounds(now)
+    async with running.engine.db.read() as conn:
+        todo = await stats_rollup.unsettled(conn, period.bucket, start, now)
+    async with running.engine.db.write() as conn:
+        await stats_rollup.settle(conn, period.bucket, todo, now)
+    return len(todo)
+
+
+def same_buckets(a: ExecutionStats, b: ExecutionStats) -> None:
+    assert [(s, counts(t), t.p50_ms, t.p95_ms) for s, t in a.buckets] == [
+        (s, counts(t), t.p50_ms, t.p95_ms) for s, t in b.buckets
+    ]
+    assert {k: counts(t) for k, t in a.workflows.items()} == {
+        k: counts(t) for k, t in b.workflows.items()
+    }
+    assert counts(a.total) == counts(b.total)
+
+
+async def test_the_day_reads_settled_quarter_hours_from_the_rollup(
+    db_url: str, start_engine: StartEngine
+) -> None:
+    running = await start_engine(db_url)
+    workflows = await two_workflows(running)
+    db = running.engine.db
+    alpha = [
+        Finished(
+            ("completed", "failed", "cancelled")[n % 3],
+            at("06:00:00") + timedelta(seconds=7 * n),
+            5 + n * n,
+        )
+        for n in range(60)
+    ]
+    alpha += [Finished("completed", at("09:31:00"), None), Finished("failed", at("11:44:59"), 70)]
+    alpha += [Finished("completed", at("11:46:00"), 12), Finished("failed", at("12:00:10"), 13)]
+    await insert_finished(db, *workflows["alpha"], alpha)
+    beta = [Finished("failed", at("06:05:00"), 400), Finished("completed", at("11:50:00"), 2)]
+    await insert_finished(db, *workflows["beta"], beta)
+    day = WINDOWS["24h"]
+    async with db.read() as conn:
+        direct = await execution_stats(conn, day, now=NOW)
+        direct_beta = await execution_stats(conn, day, workflow_id=workflows["beta"][0], now=NOW)
+
+    # The quarter hours that ended 10 minutes ago or more: up to 11:45 (NOW is 12:00:30).
+    assert stats_rollup.settled_until(QUARTER, NOW) == at("11:45:00")
+    assert await settle_all(running, NOW) == 96 - 2  # from 12:15 yesterday to 11:45
+    assert await settle_all(running, NOW) == 0
+    async with db.read() as conn:
+        assert at("11:30:00") in await stats_rollup.rolled_up(
+            conn, QUARTER, at("11:00:00"), at("12:15:00")
+        )
+        assert at("11:45:00") not in await stats_rollup.rolled_up(
+            conn, QUARTER, at("11:00:00"), at("12:15:00")
+        )
+        rolled = await execution_stats(conn, day, now=NOW)
+        rolled_beta = await execution_stats(conn, day, workflow_id=workflows["beta"][0], now=NOW)
+    # The same counts and per-quarter percentiles, exactly; the day's percentiles within 2%.
+    same_buckets(rolled, direct)
+    same_buckets(rolled_beta, direct_beta)
+    assert counts(rolled.total) == (23, 23, 20)
+    for got, exact in ((rolled.total, direct.total), (rolled_beta.total, direct_beta.total)):
+        assert got.p50_ms == pytest.approx(exact.p50_ms, rel=0.02)
+        assert got.p95_ms == pytest.approx(exact.p95_ms, rel=0.02)
+    assert bucket(rolled, at("06:00:00")).p95_ms == pytest.approx(
+        percentile_cont([5 + n * n for n in range(60) if 7 * n < 900] + [400], 0.95)
+    )
+
+    # A process keeps what it read of the rollup (it never changes): the same answers.
+    cache = stats_rollup.SummaryCache()
+    async with db.read() as conn:
+        for _ in range(2):
+            cached = await execution_stats(conn, day, now=NOW, cache=cache)
+            same_buckets(cached, rolled)
+            assert (cached.total.p50_ms, cached.total.p95_ms) == (
+                rolled.total.p50_ms,
+                rolled.total.p95_ms,
+            )
+
+    # An execution written after its quarter hour was rolled up is not in the day's counts.
+    await insert_finished(db, *workflows["beta"], [Finished("failed", at("06:10:00"), 1)])
+    async with db.read() as conn:
+        again = await execution_stats(conn, day, now=NOW)
+    assert counts(again.total) == (23, 23, 20)
+
+    # Rows older than two days go as new ones come.
+    later = NOW + timedelta(days=3)
+    await settle_all(running, later)
+    async with db.read() as conn:
+        assert await stats_rollup.rolled_up(conn, QUARTER, at("00:00:00"), at("23:59:00")) == set()
+
+
+async def test_only_settled_buckets_are_rolled_up(db_url: str, start_engine: StartEngine) -> None:
+    running = await start_engine(db_url)
+    async with running.engine.db.write() as conn:
+        with pytest.raises(ValueError, match="not settled"):
+            await stats_rollup.settle(conn, QUARTER, [at("11:45:00")], NOW)
+        with pytest.raises(ValueError, match="not settled"):
+            await stats_rollup.settle(conn, MINUTE, [at("11:50:00")], NOW)
+
+
+async def test_the_api_rolls_up_the_day(db_url: str, start_engine: StartEngine) -> None:
+    running = await start_engine(db_url)
+    workflows = await two_workflows(running)
+    hours_ago = datetime.now(UTC) - timedelta(hours=3)
+    await insert_finished(
+        running.engine.db,
+        *workflows["alpha"],
+        [Finished("completed", hours_ago, 10), Finished("failed", hours_ago, 30)],
+    )
+    # Each request rolls up a few quarter hours (oldest first) and reads the rest from the
+    # executions: the answer is the same all along.
+    quarter = hours_ago.replace(minute=hours_ago.minute // 15 * 15, second=0, microsecond=0)
+    requests = 0
+    while True:
+        body = (await running.client.get("/api/stats", params={"window": "24h"})).json()
+        requests += 1
+        assert (body["totals"]["completed"], body["totals"]["failed"]) == (1, 1)
+        assert body["totals"]["p50Ms"] == pytest.approx(20, rel=0.02)
+        (shown,) = [b for b in body["buckets"] if b["completed"] or b["failed"]]
+        assert shown["start"] == quarter.isoformat().replace("+00:00", "Z")
+        assert (shown["p50Ms"], shown["p95Ms"]) == (20.0, 29.0)
+        async with running.engine.db.read() as conn:
+            if quarter in await stats_rollup.rolled_up(
+                conn, QUARTER, quarter, quarter + timedelta(minutes=1)
+            ):
+                break
+        assert requests < 13, "the quarter hour was never rolled up"
+    assert requests > 1

@@ -2,15 +2,20 @@
 in it by final status and the p50/p95 of their durations; the same over the whole window; and
 per workflow, the counts by status (hence the failure rate).
 
-An execution counts in the bucket of its `completed_at`. Two queries, each one pass over the
-rows of the window through an index that holds every column they read
-(`ix_executions_completed_at_...`, or `ix_executions_workflow_id_completed_at_...` for one
+An execution counts in the bucket of its `completed_at`. The executions themselves are read in
+two queries, each one pass over the window's entries of an index that holds every column they
+read (`ix_executions_completed_at_...`, or `ix_executions_workflow_id_completed_at_...` for one
 workflow), so the cost follows the executions finished in the window, not the table's size:
 - the counts, grouped by (bucket, workflow, status): a few thousand groups at most;
 - the percentiles of `duration_ms` per bucket and over the window: PostgreSQL's
   `percentile_cont`; on SQLite, which has none, a window function ranks the durations of each
-  group and only the ranks the interpolation needs come back (`_interpolate` then does what
+  group and only the ranks the interpolation needs come back (`interpolate` then does what
   `percentile_cont` does: linear interpolation between the two closest ranks).
+
+An hour or a day can hold hundreds of thousands of executions, so the settled buckets (ended
+10 minutes ago) are read from their rollup (storage/stats_rollup.py: counts and exact per-bucket
+percentiles, counted once) and only the buckets after them from the executions. The percentiles
+over a whole window that was partly rolled up come from the rollup's histograms: within 1%.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import Subquery
 
+from workflow_engine.domain.percentiles import Histogram, interpolate
 from workflow_engine.domain.status import FINAL_STATUSES
+from workflow_engine.storage import stats_rollup as rollup
 from workflow_engine.storage.tables import executions
 
 FINAL = frozenset(status.value for status in FINAL_STATUSES)
@@ -93,6 +100,8 @@ class ExecutionStats:
     total: Tally = field(default_factory=Tally)
     workflows: dict[str, Tally] = field(default_factory=dict)
     """By workflow id: those with at least one execution finished in the window."""
+    day_histogram: Histogram | None = None
+    """The durations of the buckets read from the rollup, when some were."""
 
 
 async def execution_stats(
@@ -101,18 +110,73 @@ async def execution_stats(
     *,
     workflow_id: str | None = None,
     now: datetime | None = None,
+    cache: rollup.SummaryCache | None = None,
 ) -> ExecutionStats:
-    """The window's aggregates, of every workflow or of `workflow_id` only."""
+    """The window's aggregates, of every workflow or of `workflow_id` only: the buckets already
+    in the rollup from it (`stats_rollup.settle` puts them there), the rest from the
+    executions; `cache` keeps what it read of the rollup."""
     start, end = window.bounds(now or datetime.now(UTC))
-    width = int(window.bucket.total_seconds())
     stats = ExecutionStats(
         window,
         start,
         end,
         [(start + i * window.bucket, Tally()) for i in range(window.bucket_count)],
     )
+    since = await _read_rollup(conn, stats, workflow_id, cache)
+    await _read_executions(conn, stats, since, workflow_id)
+    return stats
+
+
+async def _read_rollup(
+    conn: AsyncConnection,
+    stats: ExecutionStats,
+    workflow_id: str | None,
+    cache: rollup.SummaryCache | None,
+) -> datetime:
+    """Fill the buckets the rollup has (up to the first it lacks) and the window's histogram;
+    returns the start of the first bucket it lacks."""
+    width = stats.window.bucket
+    have = await rollup.rolled_up(conn, width, stats.start, stats.end)
+    index = next((i for i, (at, _) in enumerate(stats.buckets) if at not in have), None)
+    until = stats.end if index is None else stats.buckets[index][0]
+    if until == stats.start:
+        return until  # nothing rolled up yet: all from the executions (exact percentiles)
+    scope = workflow_id or rollup.ALL
+    if cache is None:
+        summary = await rollup.summarize(conn, width, stats.start, until, scope)
+    else:
+        summary = await cache.get(conn, width, stats.start, until, scope)
+    for at, tally in stats.buckets:
+        found = summary.buckets.get(at)
+        if found is not None:
+            _add(tally, found.counts)
+            _add(stats.total, found.counts)
+            tally.p50_ms, tally.p95_ms = found.p50_ms, found.p95_ms
+    if workflow_id is not None and stats.total.finished:
+        _add(stats.workflows.setdefault(workflow_id, Tally()), _counts(stats.total))
+    for workflow, counts in summary.workflows.items():
+        _add(stats.workflows.setdefault(workflow, Tally()), counts)
+    stats.day_histogram = Histogram(dict(summary.durations.bins))
+    return until
+
+
+def _add(tally: Tally, counts: tuple[int, int, int]) -> None:
+    tally.completed += counts[0]
+    tally.failed += counts[1]
+    tally.cancelled += counts[2]
+
+
+def _counts(tally: Tally) -> tuple[int, int, int]:
+    return tally.completed, tally.failed, tally.cancelled
+
+
+async def _read_executions(
+    conn: AsyncConnection, stats: ExecutionStats, since: datetime, workflow_id: str | None
+) -> None:
+    """Add the executions finished from `since` to the end of the window."""
     dialect = conn.dialect.name
-    rows = _finished(dialect, start, end, width, workflow_id)
+    width = int(stats.window.bucket.total_seconds())
+    rows = _finished(dialect, stats.start, since, stats.end, width, workflow_id)
 
     counts = select(rows.c.bucket, rows.c.workflow_id, rows.c.status, func.count()).group_by(
         rows.c.bucket, rows.c.workflow_id, rows.c.status
@@ -123,21 +187,33 @@ async def execution_stats(
             stats.total.add(status, count)
             stats.workflows.setdefault(workflow, Tally()).add(status, count)
 
-    found = await (_pg_percentiles if dialect == "postgresql" else _ranked_percentiles)(conn, rows)
+    histogram = stats.day_histogram
+    percentiles = _pg_percentiles if dialect == "postgresql" else _ranked_percentiles
+    found = await percentiles(conn, rows, whole=histogram is None)
     for bucket, (p50, p95) in found.items():
         if bucket is None:
             stats.total.p50_ms, stats.total.p95_ms = p50, p95
         elif 0 <= bucket < len(stats.buckets):
             tally = stats.buckets[bucket][1]
             tally.p50_ms, tally.p95_ms = p50, p95
-    return stats
+    if histogram is not None:
+        # The window's percentiles: the rollup's histograms plus the durations read here.
+        query = select(rows.c.duration_ms).where(rows.c.duration_ms.is_not(None))
+        for (duration,) in await conn.execute(query):
+            histogram.add(float(duration))
+        stats.total.p50_ms, stats.total.p95_ms = (histogram.quantile(q) for q in QUANTILES)
 
 
 def _finished(
-    dialect: str, start: datetime, end: datetime, width: int, workflow_id: str | None
+    dialect: str,
+    start: datetime,
+    since: datetime,
+    end: datetime,
+    width: int,
+    workflow_id: str | None,
 ) -> Subquery:
-    """The window's finished executions: bucket number (0 = the first), workflow, status and
-    duration; read from the index alone."""
+    """The executions finished from `since` to `end`: bucket number (0 = the window's first,
+    from `start`), workflow, status and duration; read from the index alone."""
     start_epoch = int(start.timestamp())
     bucket: ColumnElement[Any]
     if dialect == "postgresql":
@@ -149,7 +225,7 @@ def _finished(
     # No condition on the status: an execution has a completed_at once it is final, and a
     # `status IN (...)` would tempt SQLite's planner into the (status, created_at) index, which
     # holds every finished execution of all time.
-    conditions = [executions.c.completed_at >= start, executions.c.completed_at < end]
+    conditions = [executions.c.completed_at >= since, executions.c.completed_at < end]
     if workflow_id is not None:
         conditions.append(executions.c.workflow_id == workflow_id)
     return (
@@ -168,20 +244,21 @@ Percentiles = dict[int | None, tuple[float | None, float | None]]
 """(p50, p95) by bucket number; None: the whole window."""
 
 
-async def _pg_percentiles(conn: AsyncConnection, rows: Subquery) -> Percentiles:
+async def _pg_percentiles(conn: AsyncConnection, rows: Subquery, *, whole: bool) -> Percentiles:
+    """Per bucket, and over all the rows with `whole`."""
     p50, p95 = (func.percentile_cont(q).within_group(rows.c.duration_ms.asc()) for q in QUANTILES)
     query = (
         select(rows.c.bucket, p50, p95)
         .where(rows.c.duration_ms.is_not(None))
-        .group_by(func.rollup(rows.c.bucket))
+        .group_by(func.rollup(rows.c.bucket) if whole else rows.c.bucket)
     )
-    # ROLLUP adds the window's row, with a NULL bucket (no real row's is: completed_at is set).
+    # ROLLUP adds the whole's row, with a NULL bucket (no real row's is: completed_at is set).
     return {bucket: (_float(a), _float(b)) for bucket, a, b in await conn.execute(query)}
 
 
-async def _ranked_percentiles(conn: AsyncConnection, rows: Subquery) -> Percentiles:
-    """Without percentile_cont: rank the durations of each bucket and of the window, and read
-    back only the ranks either side of each quantile's position."""
+async def _ranked_percentiles(conn: AsyncConnection, rows: Subquery, *, whole: bool) -> Percentiles:
+    """Without percentile_cont: rank the durations of each bucket (and of all the rows with
+    `whole`), and read back only the ranks either side of each quantile's position."""
     durations = select(rows.c.bucket, rows.c.duration_ms).where(rows.c.duration_ms.is_not(None))
     d = durations.cte("durations")
     order = d.c.duration_ms.asc()
@@ -191,13 +268,13 @@ async def _ranked_percentiles(conn: AsyncConnection, rows: Subquery) -> Percenti
         (func.row_number().over(partition_by=d.c.bucket, order_by=order) - 1).label("i"),
         func.count().over(partition_by=d.c.bucket).label("n"),
     )
-    whole = select(
+    overall = select(
         literal(-1).label("grp"),
         d.c.duration_ms,
         (func.row_number().over(order_by=order) - 1).label("i"),
         func.count().over().label("n"),
     )
-    ranked = union_all(per_bucket, whole).subquery("ranked")
+    ranked = (union_all(per_bucket, overall) if whole else per_bucket).subquery("ranked")
     wanted = []
     for q in QUANTILES:
         low = cast(q * (ranked.c.n - 1), Integer)  # a cast truncates: floor, as n >= 1
@@ -208,21 +285,9 @@ async def _ranked_percentiles(conn: AsyncConnection, rows: Subquery) -> Percenti
         values.setdefault(grp, (n, {}))[1][i] = float(duration)
     found: Percentiles = {}
     for grp, (n, by_rank) in values.items():
-        p50, p95 = (_interpolate(by_rank, n, q) for q in QUANTILES)
+        p50, p95 = (interpolate(by_rank, n, q) for q in QUANTILES)
         found[None if grp == -1 else grp] = (p50, p95)
     return found
-
-
-def _interpolate(by_rank: dict[int, float], n: int, q: float) -> float | None:
-    """percentile_cont(q) of n sorted values, given those at the ranks (from 0) either side of
-    position q * (n - 1)."""
-    position = q * (n - 1)
-    low = int(position)
-    if low not in by_rank:
-        return None
-    if low + 1 >= n:
-        return by_rank[low]
-    return by_rank[low] + (by_rank[low + 1] - by_rank[low]) * (position - low)
 
 
 def _float(value: Any) -> float | None:

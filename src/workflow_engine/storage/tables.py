@@ -15,6 +15,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -228,3 +229,22 @@ execution_events = Table(
     Column("timestamp", UTCDateTime, nullable=False),
 )
 """Every event sent for an execution, in `seq` order: a subscriber catches up from here."""
+
+execution_rollups = Table(
+    "execution_rollups",
+    metadata,
+    Column("bucket_seconds", Integer, primary_key=True),  # 60 or 900
+    Column("bucket_start", UTCDateTime, primary_key=True),
+    # A workflow's id, or "*" for every workflow's (that row marks the quarter hour rolled up).
+    Column("workflow_id", String(36), primary_key=True),
+    Column("completed", Integer, nullable=False),
+    Column("failed", Integer, nullable=False),
+    Column("cancelled", Integer, nullable=False),
+    Column("p50_ms", Float),
+    Column("p95_ms", Float),
+    Column("durations", Json, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+"""The executions finished in each past minute and quarter hour, counted once
+(storage/stats_rollup.py): the charts read these instead of every execution. `durations` is a
+histogram (domain/percentiles.py) that adds up across buckets."""
