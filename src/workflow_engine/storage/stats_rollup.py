@@ -84,7 +84,7 @@ async def settle(
     else:
         insert = sqlite.insert(execution_rollups)
     insert = insert.on_conflict_do_nothing(
-        index_elements=["bucket_seconds", "bucket_start", "workflow_id"]
+        index_elements=["bucket_start", "bucket_seconds", "workflow_id"]
     )
     for start in starts:
         if start + width > settled_until(width, now):

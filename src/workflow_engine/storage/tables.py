@@ -233,8 +233,9 @@ execution_events = Table(
 execution_rollups = Table(
     "execution_rollups",
     metadata,
-    Column("bucket_seconds", Integer, primary_key=True),  # 60 or 900
+    # The start first: reads take a range of starts, the clean-up deletes the oldest ones.
     Column("bucket_start", UTCDateTime, primary_key=True),
+    Column("bucket_seconds", Integer, primary_key=True),  # 60 or 900
     # A workflow's id, or "*" for every workflow's (that row marks the quarter hour rolled up).
     Column("workflow_id", String(36), primary_key=True),
     Column("completed", Integer, nullable=False),

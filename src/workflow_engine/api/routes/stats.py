@@ -62,7 +62,7 @@ async def execution_stats(
 
 
 def _cache(request: Request) -> stats_rollup.SummaryCache:
-    """This app's cache of what it read of the rollup (settled quarter hours never change)."""
+    """This app's cache of what it read of the rollup (settled buckets never change)."""
     state = request.app.state
     if not hasattr(state, "stats_cache"):
         state.stats_cache = stats_rollup.SummaryCache()

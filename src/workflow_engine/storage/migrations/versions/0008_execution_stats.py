@@ -52,8 +52,8 @@ def upgrade() -> None:
         )
     op.create_table(
         "execution_rollups",
-        sa.Column("bucket_seconds", sa.Integer(), nullable=False),
         sa.Column("bucket_start", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("bucket_seconds", sa.Integer(), nullable=False),
         sa.Column("workflow_id", sa.String(length=36), nullable=False),
         sa.Column("completed", sa.Integer(), nullable=False),
         sa.Column("failed", sa.Integer(), nullable=False),
@@ -63,7 +63,7 @@ def upgrade() -> None:
         sa.Column("durations", JSON, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint(
-            "bucket_seconds", "bucket_start", "workflow_id", name="pk_execution_rollups"
+            "bucket_start", "bucket_seconds", "workflow_id", name="pk_execution_rollups"
         ),
     )
 
