@@ -5,9 +5,8 @@
 #   docker run IMAGE workers          -> workflow-engine workers   (distributed mode: REDIS_URL)
 #   docker run IMAGE migrate          -> workflow-engine migrate
 # Build: `make image` (podman, here with a local Debian base); with Docker:
-#   npm ci && cp node_modules/socket.io-client/dist/socket.io.min.js* src/workflow_engine/web/static/vendor/
-#   docker build -t workflow-engine .       (or simply `make install` first, which does the npm part)
-# The UI's browser JavaScript (socket.io-client) is fetched from npm at set-up into the gitignored
+#   make install && docker build -t workflow-engine .   (make install does the npm part)
+# The UI's browser JavaScript (socket.io-client, uPlot) is fetched from npm at set-up into the gitignored
 # src/workflow_engine/web/static/vendor/ and copied in from the build context: nothing
 # third-party is committed, and the build fails with a message when it was not fetched.
 
@@ -36,15 +35,17 @@ RUN --mount=type=secret,id=pip_cert \
 COPY pyproject.toml README.md ./
 COPY src ./src
 RUN --mount=type=secret,id=pip_cert \
-    if [ ! -s src/workflow_engine/web/static/vendor/socket.io.min.js ]; then \
-      echo "socket.io-client is missing from src/workflow_engine/web/static/vendor/:" \
-           "run 'make install' (or npm ci and copy it) before building the image" >&2; \
-      exit 1; \
-    fi; \
+    for file in socket.io.min.js uPlot.iife.min.js uPlot.min.css; do \
+      if [ ! -s src/workflow_engine/web/static/vendor/$file ]; then \
+        echo "$file is missing from src/workflow_engine/web/static/vendor/:" \
+             "run 'make install' before building the image" >&2; \
+        exit 1; \
+      fi; \
+    done; \
     if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi; \
     /opt/workflow-engine/bin/pip install --no-deps ./ \
     && /opt/workflow-engine/bin/python -c "import workflow_engine.web.render as r; \
-assert (r.STATIC_DIR / 'vendor' / 'socket.io.min.js').is_file(), 'UI files missing from the package'"
+assert all((r.STATIC_DIR / 'vendor' / f).is_file() for f in ('socket.io.min.js', 'uPlot.iife.min.js', 'uPlot.min.css')), 'UI files missing from the package'"
 
 # --- run time: the base, the environment, a user without privileges --------------------------
 FROM ${BASE_IMAGE}

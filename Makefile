@@ -8,6 +8,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 VENDOR := src/workflow_engine/web/static/vendor
 SOCKETIO_JS := $(VENDOR)/socket.io.min.js
+UPLOT_JS := $(VENDOR)/uPlot.iife.min.js
+VENDOR_FILES := $(SOCKETIO_JS) $(SOCKETIO_JS).map $(UPLOT_JS) $(VENDOR)/uPlot.min.css
+# Written last by the rule below: its being newer than the npm files means every file is there.
+VENDOR_STAMP := $(VENDOR)/.fetched
 
 .PHONY: install run test lint format lock clean image test-image
 
@@ -19,14 +23,20 @@ $(STAMP): requirements.txt pyproject.toml
 	@touch $@
 
 # Browser JavaScript comes from npm at set-up into a gitignored folder: nothing third-party is
-# committed. package-lock.json pins it without recording any download URL (.npmrc).
-$(SOCKETIO_JS): package.json package-lock.json
+# committed. package-lock.json pins it without recording any download URL (.npmrc):
+# socket.io-client (live events) and uPlot (the charts). A file missing from the folder (or a
+# changed package.json) fetches them all again; otherwise nothing runs.
+$(VENDOR_STAMP): package.json package-lock.json $(if $(filter-out $(wildcard $(VENDOR_FILES)),$(VENDOR_FILES)),FORCE)
 	npm ci --no-audit --no-fund --loglevel=error
 	mkdir -p $(VENDOR)
 	cp node_modules/socket.io-client/dist/socket.io.min.js node_modules/socket.io-client/dist/socket.io.min.js.map $(VENDOR)/
+	cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css $(VENDOR)/
 	@touch $@
 
-install: $(STAMP) $(SOCKETIO_JS)
+.PHONY: FORCE
+FORCE:
+
+install: $(STAMP) $(VENDOR_STAMP)
 
 run: install
 	$(BIN)/workflow-engine migrate

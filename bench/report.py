@@ -419,6 +419,10 @@ def render(results: dict[str, Any], *, command: str) -> str:
     retention = Path(__file__).with_name("PRUNE.md")
     if retention.exists():
         w(retention.read_text().rstrip() + "\n")
+    # Measured apart (bench/stats_query.py --write), kept beside the run's figures.
+    charts = Path(__file__).with_name("STATS.md")
+    if charts.exists():
+        w(charts.read_text().rstrip() + "\n")
     profile = Path(__file__).with_name("PROFILE.md")
     if profile.exists():
         w(profile.read_text().rstrip() + "\n")

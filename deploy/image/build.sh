@@ -30,10 +30,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if [ ! -s src/workflow_engine/web/static/vendor/socket.io.min.js ]; then
-  echo "[image] socket.io-client is not in src/workflow_engine/web/static/vendor/: run make install" >&2
-  exit 1
-fi
+for file in socket.io.min.js uPlot.iife.min.js uPlot.min.css; do
+  if [ ! -s "src/workflow_engine/web/static/vendor/$file" ]; then
+    echo "[image] $file is not in src/workflow_engine/web/static/vendor/: run make install" >&2
+    exit 1
+  fi
+done
 
 base=${BASE_IMAGE:-}
 if [ -z "$base" ]; then

@@ -27,7 +27,9 @@ CHROMIUM_ARGS = [
 ]
 TOKEN = "browser-token"
 ARTIFACTS = REPO / "test-artifacts"
-VENDOR_JS = REPO / "src/workflow_engine/web/static/vendor/socket.io.min.js"
+VENDOR = REPO / "src/workflow_engine/web/static/vendor"
+VENDOR_JS = VENDOR / "socket.io.min.js"
+VENDOR_FILES = (VENDOR_JS, VENDOR / "uPlot.iife.min.js", VENDOR / "uPlot.min.css")
 
 WORKFLOWS: dict[str, dict[str, Any]] = {
     "greeter": {
@@ -60,8 +62,9 @@ def _require_browser() -> None:
     problems = []
     if not Path(CHROMIUM).exists():
         problems.append(f"{CHROMIUM} is missing (apt-get install chromium)")
-    if not VENDOR_JS.exists():
-        problems.append(f"{VENDOR_JS.relative_to(REPO)} is missing (make install)")
+    for path in VENDOR_FILES:
+        if not path.exists():
+            problems.append(f"{path.relative_to(REPO)} is missing (make install)")
     if not problems:
         return
     message = "; ".join(problems)

@@ -104,6 +104,9 @@ def test_migrate_serve_and_workers_from_the_image_complete_executions(
         # The UI's browser JavaScript (fetched from npm at set-up) is in the image.
         script = client.get("/static/vendor/socket.io.min.js")
         assert script.status_code == 200 and len(script.content) > 10_000
+        charts = client.get("/static/vendor/uPlot.iife.min.js")
+        assert charts.status_code == 200 and len(charts.content) > 10_000
+        assert client.get("/static/vendor/uPlot.min.css").status_code == 200
         assert client.post("/api/workflows", json=WORKFLOW).status_code == 201
         ids = []
         for n in range(6):

@@ -372,6 +372,53 @@ class ExecutionList(_Response):
     nextCursor: str | None = Field(description="Pass as `cursor` for the next page; null: last")
 
 
+# --- stats ---------------------------------------------------------------------------------------
+
+
+class StatsCounts(_Response):
+    """Executions that reached a final status, by status. The percentiles of `totals` come from
+    histograms once part of the window is rolled up (its buckets that ended 10 minutes ago):
+    within 1%."""
+
+    completed: int
+    failed: int
+    cancelled: int
+    finished: int = Field(description="completed + failed + cancelled")
+    failureRate: float | None = Field(
+        description="failed / finished, from 0 to 1; null when none finished"
+    )
+    p50Ms: float | None = Field(
+        description="Median duration (ms) of those with a duration (linear interpolation, as "
+        "PostgreSQL's percentile_cont); null when none"
+    )
+    p95Ms: float | None = Field(description="95th percentile of the durations (ms), likewise")
+
+
+class StatsBucket(StatsCounts):
+    start: Timestamp = Field(description="The bucket holds the executions finished from here on")
+
+
+class WorkflowStats(StatsCounts):
+    workflowId: str
+    name: str | None = Field(description="The workflow's name (null if it was deleted)")
+
+
+class ExecutionStats(_Response):
+    """Executions finished in the window, counted by the time they finished."""
+
+    window: str = Field(description="`1h` or `24h`")
+    workflowId: str | None = Field(description="The workflow asked for; null: every workflow")
+    start: Timestamp
+    end: Timestamp = Field(description="The end of the current bucket (just after now)")
+    bucketSeconds: int = Field(description="60 for `1h`, 900 for `24h`")
+    buckets: list[StatsBucket] = Field(description="Oldest first, every bucket of the window")
+    totals: StatsCounts = Field(description="The whole window")
+    workflows: list[WorkflowStats] = Field(
+        description="Per workflow with executions finished in the window: highest failure rate "
+        "first, then most finished"
+    )
+
+
 # --- system --------------------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from workflow_engine.domain.audit import summary as audit_summary
 from workflow_engine.storage.db import Row
+from workflow_engine.storage.stats import ExecutionStats, Tally
 
 
 def iso(value: datetime | None) -> str | None:
@@ -142,4 +143,37 @@ def audit(row: Row) -> dict[str, Any]:
         "targetId": row["target_id"],
         "detail": row["detail"],
         "summary": audit_summary(row["action"], row["actor"], row["detail"]),
+    }
+
+
+def counts(tally: Tally) -> dict[str, Any]:
+    return {
+        "completed": tally.completed,
+        "failed": tally.failed,
+        "cancelled": tally.cancelled,
+        "finished": tally.finished,
+        "failureRate": tally.failure_rate,
+        "p50Ms": tally.p50_ms,
+        "p95Ms": tally.p95_ms,
+    }
+
+
+def stats(
+    found: ExecutionStats, *, workflow_id: str | None, names: dict[str, str]
+) -> dict[str, Any]:
+    by_rate = sorted(
+        found.workflows.items(),
+        key=lambda item: (-(item[1].failure_rate or 0), -item[1].finished, names.get(item[0], "")),
+    )
+    return {
+        "window": found.window.name,
+        "workflowId": workflow_id,
+        "start": iso(found.start),
+        "end": iso(found.end),
+        "bucketSeconds": int(found.window.bucket.total_seconds()),
+        "buckets": [{"start": iso(start), **counts(tally)} for start, tally in found.buckets],
+        "totals": counts(found.total),
+        "workflows": [
+            {"workflowId": wf, "name": names.get(wf), **counts(tally)} for wf, tally in by_rate
+        ],
     }

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -182,6 +183,28 @@ executions = Table(
         sqlite_where=text("rerun_of_id IS NOT NULL"),
         postgresql_where=text("rerun_of_id IS NOT NULL"),
     ),
+    # The charts' aggregates (storage/stats.py) of the executions finished in a period, of every
+    # workflow or of one: each index holds every column they read (an index-only scan). Rows not
+    # finished have no completed_at and stay out, and the columns change once, at the finish,
+    # so a checkpoint's update stays in place (HOT).
+    Index(
+        "ix_executions_completed_at_workflow_id_status_duration_ms",
+        "completed_at",
+        "workflow_id",
+        "status",
+        "duration_ms",
+        sqlite_where=text("completed_at IS NOT NULL"),
+        postgresql_where=text("completed_at IS NOT NULL"),
+    ),
+    Index(
+        "ix_executions_workflow_id_completed_at_status_duration_ms",
+        "workflow_id",
+        "completed_at",
+        "status",
+        "duration_ms",
+        sqlite_where=text("completed_at IS NOT NULL"),
+        postgresql_where=text("completed_at IS NOT NULL"),
+    ),
     Index(
         "uq_executions_workflow_id_idempotency_key", "workflow_id", "idempotency_key", unique=True
     ),
@@ -310,3 +333,24 @@ events = Table(
 )
 """Events posted to `POST /api/events`. One that met no wait is kept until `expires_at`
 (EVENT_RETENTION_MS) for a wait that registers later, which consumes it (`consumed_at`)."""
+
+
+execution_rollups = Table(
+    "execution_rollups",
+    metadata,
+    # The start first: reads take a range of starts, the clean-up deletes the oldest ones.
+    Column("bucket_start", UTCDateTime, primary_key=True),
+    Column("bucket_seconds", Integer, primary_key=True),  # 60 or 900
+    # A workflow's id, or "*" for every workflow's (that row marks the quarter hour rolled up).
+    Column("workflow_id", String(36), primary_key=True),
+    Column("completed", Integer, nullable=False),
+    Column("failed", Integer, nullable=False),
+    Column("cancelled", Integer, nullable=False),
+    Column("p50_ms", Float),
+    Column("p95_ms", Float),
+    Column("durations", Json, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+"""The executions finished in each past minute and quarter hour, counted once
+(storage/stats_rollup.py): the charts read these instead of every execution. `durations` is a
+histogram (domain/percentiles.py) that adds up across buckets."""

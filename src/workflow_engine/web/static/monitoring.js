@@ -1,5 +1,6 @@
-// /monitoring: new executions appear and finish live, every row names its workflow, and the queue
-// counts follow the work (polled every 2 s while the tab is visible).
+// /monitoring: new executions appear and finish live, every row names its workflow, the queue
+// counts follow the work (polled every 2 s while the tab is visible), and the charts (charts.js)
+// are refreshed when an execution finishes.
 "use strict";
 
 (() => {
@@ -46,6 +47,7 @@
   }
 
   function onEvent(name, p) {
+    if (Rows.FINAL.has(name)) Charts.finished();
     if (Rows.apply(body, name, p)) return;
     // A row we do not show yet: a new execution, if it fits the filters and we are on page 1.
     if (!inserts || (wantWorkflow && p.workflowId !== wantWorkflow)) return;
@@ -84,6 +86,7 @@
   document.addEventListener("visibilitychange", refreshQueues);
 
   // Batches: one message every 100 ms however many executions finish (cheap with many viewers).
-  const socket = WE.connect((s) => s.emit("subscribe_all", { batch: true }));
+  // On every (re)connect: the charts catch up with what finished while the socket was away.
+  const socket = WE.connect((s) => { s.emit("subscribe_all", { batch: true }); Charts.refresh(); });
   socket.on("events", (items) => items.forEach((item) => onEvent(item.event, item)));
 })();

@@ -1,4 +1,5 @@
-// One workflow: the test panel (run with JSON input, watch the steps live) and Recent Executions.
+// One workflow: the test panel (run with JSON input, watch the steps live), Recent Executions,
+// and its charts (charts.js), refreshed when one of its executions finishes.
 "use strict";
 
 (() => {
@@ -40,6 +41,7 @@
 
   function onEvent(name, p) {
     if (name === "started") addRow(p.executionId, "running", p.timestamp);
+    if (Rows.FINAL.has(name) && p.workflowId === workflowId) Charts.finished();
     Rows.apply(body, name, p);
     testStep(name, p);
   }
@@ -78,6 +80,7 @@
 
   socket = WE.connect((s) => {
     s.emit("subscribe_workflow", workflowId);
+    Charts.refresh();  // what finished while the socket was away
     if (testExecution) s.emit("subscribe", { executionId: testExecution, afterSeq: 0 });
   });
   socket.onAny(onEvent);
