@@ -92,7 +92,13 @@ EXECUTE: Any = Depends(Requires(Permission.EXECUTE))
 OPERATE: Any = Depends(Requires(Permission.OPERATE))
 ADMIN: Any = Depends(Requires(Permission.ADMIN))
 
-Caller = Annotated[Principal, Depends(principal_of)]
+async def _caller(request: Request) -> Principal:
+    # A coroutine: FastAPI would run a plain function dependency in its thread pool, a thread
+    # hop on every request that names its caller (execute among them).
+    return principal_of(request)
+
+
+Caller = Annotated[Principal, Depends(_caller)]
 """Who is asking, for the routes that record it (the audit log, `triggeredBy`)."""
 
 
