@@ -17,7 +17,7 @@ from functools import partial
 from workflow_engine.engine.alerts import FailureAlerts, Failures
 from workflow_engine.engine.cancel import CancelSignals, LocalCancelSignals
 from workflow_engine.engine.executor import Executor, ExecutorConfig
-from workflow_engine.engine.keys import KeyRevocations, KeyRing, LocalKeyRevocations
+from workflow_engine.engine.keys import FileKeyRevocations, KeyRevocations, KeyRing
 from workflow_engine.engine.reconciler import Reconciler
 from workflow_engine.engine.retention import Retention
 from workflow_engine.engine.scheduler import Scheduler
@@ -143,10 +143,11 @@ class Engine:
 
 
 def key_revocations(settings: Settings) -> KeyRevocations:
-    """How a revoked key reaches the other processes: Redis pub/sub, or nothing to reach."""
+    """How a revoked key reaches the other processes: Redis pub/sub, or (the embedded mode,
+    where only `workflow-engine keys revoke` can be another process) a stamp file in DATA_DIR."""
     if settings.redis_url:
         return RedisKeyRevocations(settings.redis_url)
-    return LocalKeyRevocations()
+    return FileKeyRevocations(settings.data_dir / "keys-revoked")
 
 
 def key_ring(settings: Settings, db: Database) -> KeyRing:

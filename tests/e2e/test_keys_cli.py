@@ -46,8 +46,10 @@ def test_keys_cli_end_to_end(
     assert code == 1 and "'hello' not found" in err
 
     (tmp_path / "hello.yaml").write_text(HELLO)
+    # A long cache: the CLI's revocation must still reach this serve at once (its stamp file
+    # in DATA_DIR), not when the cache expires.
     serve = start_serve(
-        {**env, "API_KEY_CACHE_MS": "0"}, args=("--apply", str(tmp_path / "hello.yaml"))
+        {**env, "API_KEY_CACHE_MS": "60000"}, args=("--apply", str(tmp_path / "hello.yaml"))
     )
     code, out, err = cli("create", "--name", "ci", "--role", "trigger", "--workflow", "hello")
     assert code == 0, err

@@ -22,6 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from workflow_engine.domain.access import (
     Actor,
@@ -58,6 +59,11 @@ class KeyRevocations(ABC):
     def listen(self, on_revoked: OnRevoked) -> None:
         """Call `on_revoked` with the id of each key revoked elsewhere."""
 
+    def changed(self) -> bool:
+        """Whether a key was revoked elsewhere since the last call, as far as can be told
+        without a message (the embedded mode's stamp file)."""
+        return False
+
     async def close(self) -> None:
         return None
 
@@ -70,6 +76,37 @@ class LocalKeyRevocations(KeyRevocations):
 
     def listen(self, on_revoked: OnRevoked) -> None:
         return None
+
+
+class FileKeyRevocations(LocalKeyRevocations):
+    """The embedded mode, where `workflow-engine keys revoke` is a second process on the same
+    DATA_DIR: a revocation rewrites a stamp file there, and a key ring that sees the file change
+    (one `stat` per request that would use its cache) forgets every key it had checked."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._seen = self._stamp()
+
+    def _stamp(self) -> int | None:
+        try:
+            return self.path.stat().st_mtime_ns
+        except OSError:
+            return None
+
+    async def publish(self, key_id: str) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(f"{key_id} {time.time_ns()}\n")
+        except OSError as exc:  # the others' caches expire within cache_ms anyway
+            log.warning("could not write %s: %s", self.path, exc)
+        self._seen = self._stamp()
+
+    def changed(self) -> bool:
+        stamp = self._stamp()
+        if stamp == self._seen:
+            return False
+        self._seen = stamp
+        return True
 
 
 @dataclass
@@ -231,6 +268,10 @@ class KeyRing:
 
     def _fresh(self, key_id: str | None) -> _Entry | None:
         if key_id is None:
+            return None
+        if self._entries and self.revocations.changed():
+            self._generation += 1
+            self._entries.clear()
             return None
         entry = self._entries.get(key_id)
         if entry is None or self._clock() - entry.checked >= self.cache_s:
