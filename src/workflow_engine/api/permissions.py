@@ -92,6 +92,7 @@ EXECUTE: Any = Depends(Requires(Permission.EXECUTE))
 OPERATE: Any = Depends(Requires(Permission.OPERATE))
 ADMIN: Any = Depends(Requires(Permission.ADMIN))
 
+
 async def _caller(request: Request) -> Principal:
     # A coroutine: FastAPI would run a plain function dependency in its thread pool, a thread
     # hop on every request that names its caller (execute among them).
