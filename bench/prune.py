@@ -260,14 +260,15 @@ def section(figures: list[Figures], concurrency: int, slice_s: float, seconds: f
         HEADING,
         "",
         f"Made by `bench/prune.py` on {when} in {seconds:.0f} s, apart from the run above: on a "
-        "**shared** 2-core machine (other engineers' tests ran meanwhile), so read the ratios "
+        "**shared** 2-core machine (other tests ran meanwhile), so read the ratios "
         "more than the absolute figures.",
         "",
         "The engine runs in one process, as `serve` runs it in the embedded mode (the "
         "distributed mode's retention runs in one `workers` process the same way). Old finished "
         "executions are inserted with SQL, each with the rows a real 1-step execution has; one "
-        "retention pass then removes all of them (500 per transaction, paced as in the engine: "
-        "after each transaction it waits 2 times as long as it took, 6 times on SQLite) while "
+        "retention pass then removes all of them (500 per transaction, 100 on SQLite, paced as "
+        "in the engine: after each transaction it waits 2 times as long as it took, 20 times on "
+        "SQLite) while "
         f"1-step executions run, {concurrency} in flight, each waited for until `completed`. "
         f"The pass is let run and held in turns, {slice_s:g} s each, until it is over, and the "
         "executions completed per second are counted per slice: with the pass and without are "

@@ -27,9 +27,11 @@ log = logging.getLogger(__name__)
 PAUSE_RATIO = 2.0
 """After each batch the pass waits this many times as long as the batch took (at least
 MIN_PAUSE_S), so running executions keep most of the database's time."""
-SQLITE_PAUSE_RATIO = 6.0
+SQLITE_PAUSE_RATIO = 20.0
 """The same on SQLite, where a batch holds the only write lock and, in the embedded mode, the
 event loop (statements run inline): running executions wait for all of it, so it takes less."""
+SQLITE_MAX_BATCH = 100
+"""On SQLite a batch is at most this many executions, so each stall of the event loop is short."""
 MIN_PAUSE_S = 0.01
 
 _AGE = re.compile(r"^\s*(\d+)\s*([dhm])\s*$")
@@ -93,11 +95,13 @@ async def prune(
     go_on: Callable[[], Awaitable[bool]] | None = None,
 ) -> PruneReport:
     """One pass: remove the finished executions that finished before `cutoff`, `batch_size`
-    executions per transaction, pausing between them (`pause_ratio`: PAUSE_RATIO, or
-    SQLITE_PAUSE_RATIO on SQLite). `go_on` is asked before each batch after the first; False
-    ends the pass early."""
+    executions per transaction (at most SQLITE_MAX_BATCH on SQLite), pausing between them
+    (`pause_ratio`: PAUSE_RATIO, or SQLITE_PAUSE_RATIO on SQLite). `go_on` is asked before
+    each batch after the first; False ends the pass early."""
     if pause_ratio is None:
         pause_ratio = SQLITE_PAUSE_RATIO if db.is_sqlite else PAUSE_RATIO
+    if db.is_sqlite:
+        batch_size = min(batch_size, SQLITE_MAX_BATCH)
     started = time.monotonic()
     removed = store.Removed()
     kept = 0
