@@ -341,11 +341,15 @@ async def test_a_failed_child_fails_its_step(db_url: str, start_engine: StartEng
     assert [c["status"] for c in body["children"]] == ["failed"]
 
 
-async def test_cancelling_a_parent_cancels_its_running_child(
-    db_url: str, start_engine: StartEngine
+@pytest.mark.parametrize(
+    ("durable_delay_min_ms", "child_status"),
+    # The child's delay sleeps in its worker (running), or, durable, parks it (waiting).
+    [(60_000, "running"), (1_000, "waiting")],
+)
+async def test_cancelling_a_parent_cancels_its_child(
+    db_url: str, start_engine: StartEngine, durable_delay_min_ms: int, child_status: str
 ) -> None:
-    # The child's delay sleeps in its worker (a durable one would park it: `waiting`).
-    running = await start(start_engine, db_url, durable_delay_min_ms=60_000)
+    running = await start(start_engine, db_url, durable_delay_min_ms=durable_delay_min_ms)
     await running.create_workflow(
         {"name": "sleepy", "steps": [{"key": "z", "type": "delay", "config": {"ms": 30_000}}]}
     )
@@ -358,7 +362,7 @@ async def test_cancelling_a_parent_cancels_its_running_child(
     parent_id = await running.execute("boss")
     with_child = await running.wait(
         parent_id,
-        until=lambda e: bool(e["children"]) and e["children"][0]["status"] == "running",
+        until=lambda e: bool(e["children"]) and e["children"][0]["status"] == child_status,
     )
     child_id = with_child["children"][0]["id"]
     response = await running.client.post(f"/api/executions/{parent_id}/cancel")
@@ -367,6 +371,7 @@ async def test_cancelling_a_parent_cancels_its_running_child(
     child = await running.wait(child_id, timeout=10)
     assert parent["status"] == "cancelled"
     assert child["status"] == "cancelled"
+    assert [s["status"] for s in child["steps"]] == ["failed"]
 
 
 async def test_rerun_of_a_graph_carries_completed_steps(

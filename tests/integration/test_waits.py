@@ -349,34 +349,6 @@ async def test_bad_events_are_refused_with_a_clear_4xx(
     assert 400 <= bad_json.status_code < 500
 
 
-async def test_cancelling_a_parent_cancels_its_waiting_child(
-    db_url: str, start_engine: StartEngine
-) -> None:
-    running = await start(start_engine, db_url, **FAST)
-    await running.create_workflow(
-        {"name": "napper", "steps": [{"key": "z", "type": "delay", "config": {"ms": 30_000}}]}
-    )
-    await running.create_workflow(
-        {
-            "name": "chief",
-            "steps": [{"key": "sub", "type": "workflow", "config": {"workflow": "napper"}}],
-        }
-    )
-    parent_id = await running.execute("chief")
-    with_child = await running.wait(
-        parent_id,
-        until=lambda e: bool(e["children"]) and e["children"][0]["status"] == "waiting",
-    )
-    child_id = with_child["children"][0]["id"]
-    response = await running.client.post(f"/api/executions/{parent_id}/cancel")
-    assert response.status_code == 202
-    parent = await running.wait(parent_id, timeout=10)
-    child = await running.wait(child_id, timeout=10)
-    assert parent["status"] == "cancelled"
-    assert child["status"] == "cancelled"
-    assert [s["status"] for s in child["steps"]] == ["failed"]
-
-
 async def test_pages_show_what_an_execution_waits_for(
     db_url: str, start_engine: StartEngine, target: Target
 ) -> None:
