@@ -66,8 +66,11 @@ async def test_cancel_running_execution_stops_it_at_once(
 async def test_cancel_pending_execution_never_starts(
     db_url: str, start_engine: StartEngine, target: Target
 ) -> None:
-    # One execution slot: the first execution holds it, so the second stays pending.
-    running = await start(start_engine, db_url, execution_concurrency=1)
+    # One execution slot: the first execution holds it (its delay sleeps in the worker, not
+    # durably), so the second stays pending.
+    running = await start(
+        start_engine, db_url, execution_concurrency=1, durable_delay_min_ms=60_000
+    )
     await running.create_workflow(long_workflow("hog", target))
     await running.create_workflow(
         {
