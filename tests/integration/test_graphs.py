@@ -391,9 +391,11 @@ async def test_rerun_of_a_graph_carries_completed_steps(
                     "config": {"url": f"{target.url}/count/ra"},
                 },
                 {
+                    # after a: a failing sibling would stop a still in flight, and a stopped
+                    # step is not completed, so it would run again
                     "key": "b",
                     "type": "http",
-                    "needs": [],
+                    "needs": ["a"],
                     "config": {"url": f"{target.url}/flaky/rb?fail=1"},
                 },
                 {
