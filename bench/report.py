@@ -423,6 +423,10 @@ def render(results: dict[str, Any], *, command: str) -> str:
     charts = Path(__file__).with_name("STATS.md")
     if charts.exists():
         w(charts.read_text().rstrip() + "\n")
+    # Written by bench/waits.py (its own run).
+    waits = Path(__file__).with_name("WAITS.md")
+    if waits.exists():
+        w(waits.read_text().rstrip() + "\n")
     profile = Path(__file__).with_name("PROFILE.md")
     if profile.exists():
         w(profile.read_text().rstrip() + "\n")

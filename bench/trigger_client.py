@@ -43,13 +43,20 @@ class TriggerClient:
             raise TriggerError(f"trigger failed: {exc!r}") from exc
 
     async def _send(self, request: bytes) -> str:
-        if self._idle:
+        reused = bool(self._idle)
+        if reused:
             reader, writer = self._idle.pop()
         else:
             reader, writer = await asyncio.open_connection(self.host, self.port)
         try:
             writer.write(request)
             status_line = await reader.readline()
+            if not status_line and reused:
+                # The server closed this idle connection (its keep-alive timeout) before it
+                # read the request: send it again on a new one.
+                writer.close()
+                self._idle.clear()
+                return await self._send(request)
             length = 0
             keep = True
             while True:

@@ -1,0 +1,320 @@
+"""Durable waits at scale: many executions waiting cost no worker slot and no memory, and events
+resume each exactly once. About 5 minutes here with the defaults:
+
+    .venv/bin/python bench/waits.py [--waiting 10000] [--delays 1000] [--mode distributed|embedded]
+                                    [--no-write]
+
+It starts the engine as a user runs it (distributed: `serve` and one `workers` process with
+concurrency 5 on a fresh PostgreSQL database and the bench's Redis database; embedded: `serve`
+alone on SQLite), then:
+
+1. runs a batch of 1-step executions (the usual pace) and reads the RSS of every process;
+2. starts `--waiting` executions of a `wait` step (event `bench.go`, one key each) and `--delays`
+   executions of a one-hour `delay`, and waits until all of them are `waiting`;
+3. runs the same batch again while they wait (the pace with them waiting) and reads the RSS;
+4. sends one `POST /api/events` per waiting execution and measures how fast they complete (the
+   resume rate), then checks in the database that each resumed exactly once (one `resumed` event,
+   the wait step completed with the event's data as its output) and that none is left waiting.
+
+It prints the figures and writes them to `bench/WAITS.md`, a section that `bench/RESULTS.md`
+includes (spliced in now, and kept by `report.py` when RESULTS.md is written again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine_bench import Cluster, throughput_run
+from harness import BenchError, BenchRedis, rss_kib
+
+BENCH = Path(__file__).resolve().parent
+SECTION = BENCH / "WAITS.md"
+RESULTS = BENCH / "RESULTS.md"
+HEADING = "## Durable waits at scale (bench/waits.py)"
+EVENT = "bench.go"
+PARALLEL = 32
+
+
+@dataclass
+class Figures:
+    mode: str
+    waiting: int
+    delays: int
+    park_s: float = 0.0
+    pace_before: float = 0.0
+    pace_waiting: float = 0.0
+    rss_before: dict[str, int] = field(default_factory=dict)
+    rss_waiting: dict[str, int] = field(default_factory=dict)
+    rss_after: dict[str, int] = field(default_factory=dict)
+    resume_s: float = 0.0
+    resumed_once: int = 0
+    resumed_twice: int = 0
+    left_waiting: int = 0
+    wrong_output: int = 0
+
+    @property
+    def resume_rate(self) -> float:
+        return self.waiting / self.resume_s if self.resume_s else 0.0
+
+
+def say(line: str) -> None:
+    print(f"[waits bench] {line}", flush=True)
+
+
+def rss(cluster: Cluster) -> dict[str, int]:
+    return {proc.name: rss_kib(proc.pid) for proc in cluster.procs}
+
+
+async def create(cluster: Cluster, document: dict[str, Any]) -> str:
+    assert cluster.http is not None
+    response = await cluster.http.post("/api/workflows", json=document)
+    if response.status_code != 201:
+        raise BenchError(f"create {document['name']}: {response.status_code} {response.text}")
+    workflow_id: str = response.json()["id"]
+    return workflow_id
+
+
+async def in_lanes(n: int, send: Any) -> None:
+    """`send(i)` for i in 0..n-1, PARALLEL at a time."""
+    queue = iter(range(n))
+
+    async def lane() -> None:
+        for i in queue:
+            await send(i)
+
+    await asyncio.gather(*(lane() for _ in range(min(PARALLEL, n))))
+
+
+async def start_many(cluster: Cluster, workflow_id: str, n: int, key_base: int = 0) -> None:
+    assert cluster.http is not None
+    http = cluster.http
+
+    async def send(i: int) -> None:
+        response = await http.post(
+            f"/api/workflows/{workflow_id}/execute", json={"input": {"k": str(key_base + i)}}
+        )
+        if response.status_code != 202:
+            raise BenchError(f"execute: {response.status_code} {response.text[:300]}")
+
+    await in_lanes(n, send)
+
+
+async def count(cluster: Cluster, workflow_id: str, status: str) -> int:
+    assert cluster.probe is not None
+    rows = await cluster.probe.fetch(
+        "SELECT count(*) FROM executions WHERE workflow_id = $1 AND status = $2",
+        workflow_id,
+        status,
+    )
+    return int(rows[0][0])
+
+
+async def until(cluster: Cluster, workflow_id: str, status: str, n: int, limit_s: float) -> float:
+    """Seconds until `n` executions of the workflow have `status`."""
+    started = time.monotonic()
+    while (have := await count(cluster, workflow_id, status)) < n:
+        if time.monotonic() - started > limit_s:
+            raise BenchError(f"{have} of {n} executions {status} after {limit_s} s")
+        await asyncio.sleep(0.25)
+    return time.monotonic() - started
+
+
+async def pace(cluster: Cluster, name: str, n: int) -> float:
+    run = await throughput_run(cluster, name, 1, n, deadline_s=120)
+    if run.completed != n:
+        raise BenchError(f"{name}: {run.completed} of {n} completed")
+    return run.rate
+
+
+async def run_mode(args: argparse.Namespace) -> Figures:
+    distributed = args.mode == "distributed"
+    redis = BenchRedis(args.redis_db) if distributed else None
+    if redis is not None:
+        await redis.claim()
+    cluster = Cluster(f"waits-{args.mode}", 1 if distributed else 0, redis, concurrency=5)
+    figures = Figures(args.mode, args.waiting, args.delays)
+    await cluster.start(postgres=distributed)
+    try:
+        say(f"{args.mode}: started ({', '.join(p.name for p in cluster.procs)})")
+        await pace(cluster, "warm", 200)
+        figures.pace_before = await pace(cluster, "pace-before", args.batch)
+        figures.rss_before = rss(cluster)
+        say(f"pace before: {figures.pace_before:.0f}/s, RSS {figures.rss_before} KiB")
+
+        waiter = await create(
+            cluster,
+            {
+                "name": "bench-wait",
+                "steps": [
+                    {
+                        "key": "w",
+                        "type": "wait",
+                        "config": {"event": EVENT, "key": "{{ input.k }}", "timeoutMs": 86400000},
+                    }
+                ],
+            },
+        )
+        sleeper = await create(
+            cluster,
+            {
+                "name": "bench-delay",
+                "steps": [{"key": "d", "type": "delay", "config": {"ms": 3600000}}],
+            },
+        )
+        started = time.monotonic()
+        await start_many(cluster, waiter, args.waiting)
+        await start_many(cluster, sleeper, args.delays)
+        await until(cluster, waiter, "waiting", args.waiting, limit_s=600)
+        await until(cluster, sleeper, "waiting", args.delays, limit_s=600)
+        figures.park_s = time.monotonic() - started
+        say(f"{args.waiting} + {args.delays} executions waiting after {figures.park_s:.1f} s")
+
+        figures.pace_waiting = await pace(cluster, "pace-waiting", args.batch)
+        figures.rss_waiting = rss(cluster)
+        say(f"pace while they wait: {figures.pace_waiting:.0f}/s, RSS {figures.rss_waiting} KiB")
+
+        assert cluster.http is not None
+        http = cluster.http
+
+        async def send(i: int) -> None:
+            response = await http.post(
+                "/api/events", json={"name": EVENT, "key": str(i), "data": {"n": i}}
+            )
+            if response.status_code != 202:
+                raise BenchError(f"event: {response.status_code} {response.text[:300]}")
+
+        started = time.monotonic()
+        await in_lanes(args.waiting, send)
+        await until(cluster, waiter, "completed", args.waiting, limit_s=900)
+        figures.resume_s = time.monotonic() - started
+        figures.rss_after = rss(cluster)
+        say(
+            f"{args.waiting} resumed in {figures.resume_s:.1f} s = {figures.resume_rate:.0f}/s, "
+            f"RSS {figures.rss_after} KiB"
+        )
+        await check(cluster, waiter, figures)
+        say(
+            f"resumed once: {figures.resumed_once}, twice or more: {figures.resumed_twice}, "
+            f"left waiting: {figures.left_waiting}, wrong output: {figures.wrong_output}"
+        )
+        return figures
+    finally:
+        await cluster.stop()
+
+
+async def check(cluster: Cluster, waiter: str, figures: Figures) -> None:
+    assert cluster.probe is not None
+    probe = cluster.probe
+    resumed = await probe.fetch(
+        "SELECT e.id, count(v.seq) FROM executions e LEFT JOIN execution_events v "
+        "ON v.execution_id = e.id AND v.type = 'resumed' WHERE e.workflow_id = $1 GROUP BY e.id",
+        waiter,
+    )
+    figures.resumed_once = sum(1 for _, n in resumed if n == 1)
+    figures.resumed_twice = sum(1 for _, n in resumed if n > 1)
+    figures.left_waiting = await count(cluster, waiter, "waiting")
+    outputs = await probe.fetch(
+        "SELECT e.input, s.output, s.status FROM executions e JOIN execution_steps s "
+        "ON s.execution_id = e.id WHERE e.workflow_id = $1",
+        waiter,
+    )
+    figures.wrong_output = sum(
+        1
+        for given, output, status in outputs
+        if status != "completed" or not _matches(given, output)
+    )
+
+
+def _matches(given: Any, output: Any) -> bool:
+    import json
+
+    given = json.loads(given) if isinstance(given, str) else given
+    output = json.loads(output) if isinstance(output, str) else output
+    return isinstance(output, dict) and str(output.get("n")) == given["k"]
+
+
+def section(figures: Figures) -> str:
+    f = figures
+    procs = sorted(f.rss_before)
+
+    def mib(kib: int) -> str:
+        return f"{kib / 1024:.0f}"
+
+    rss_rows = "\n".join(
+        f"| `{name}` | {mib(f.rss_before[name])} | {mib(f.rss_waiting[name])} | "
+        f"{mib(f.rss_after[name])} |"
+        for name in procs
+    )
+    verdict = (
+        "every one resumed exactly once"
+        if f.resumed_once == f.waiting and not (f.resumed_twice or f.left_waiting or f.wrong_output)
+        else "NOT every one resumed exactly once"
+    )
+    setup = (
+        "`serve` and one `workers` process with concurrency 5, PostgreSQL and Redis"
+        if f.mode == "distributed"
+        else "`serve` alone, SQLite"
+    )
+    return f"""{HEADING}
+
+Mode: {f.mode} ({setup}). {f.waiting:,} executions wait for an event (`wait` step, one key
+each) and {f.delays:,} for a one-hour `delay`; all were `waiting`
+{f.park_s:.0f} s after the first was started.
+
+| | executions/s (1-step batch) |
+|---|---|
+| before any waits | {f.pace_before:.0f} |
+| while {f.waiting + f.delays:,} wait | {f.pace_waiting:.0f} |
+
+RSS in MiB: waiting executions hold no memory in the engine's processes.
+
+| process | before | {f.waiting + f.delays:,} waiting | after the resume |
+|---|---|---|---|
+{rss_rows}
+
+Resume: {f.waiting:,} `POST /api/events` ({PARALLEL} in flight) resumed and completed them in
+{f.resume_s:.1f} s: **{f.resume_rate:.0f} resumes/s**. Checked in the database: {verdict}
+({f.resumed_once:,} with one `resumed` event, {f.resumed_twice} with more, {f.left_waiting}
+left `waiting`, {f.wrong_output} whose step output is not its event's data).
+"""
+
+
+def splice(results: str, block: str) -> str:
+    """RESULTS.md with its waits section replaced by `block`, or `block` added at the end."""
+    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(results):
+        return pattern.sub(lambda _: block.rstrip() + "\n\n", results)
+    return results.rstrip() + "\n\n" + block
+
+
+async def main(args: argparse.Namespace) -> None:
+    figures = await run_mode(args)
+    block = section(figures)
+    print(block)
+    if not args.no_write:
+        SECTION.write_text(block)
+        if RESULTS.exists():
+            RESULTS.write_text(splice(RESULTS.read_text(), block))
+        say(f"wrote {SECTION.name} and its section in {RESULTS.name}")
+    ok = figures.resumed_once == figures.waiting and not (
+        figures.resumed_twice or figures.left_waiting or figures.wrong_output
+    )
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--waiting", type=int, default=10_000)
+    parser.add_argument("--delays", type=int, default=1_000)
+    parser.add_argument("--batch", type=int, default=1_000, help="1-step executions per pace")
+    parser.add_argument("--mode", choices=["distributed", "embedded"], default="distributed")
+    parser.add_argument("--redis-db", type=int, default=13)
+    parser.add_argument("--no-write", action="store_true")
+    asyncio.run(main(parser.parse_args()))
