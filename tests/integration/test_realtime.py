@@ -274,7 +274,11 @@ async def test_batch_subscribers_get_the_same_events_in_fewer_messages(tmp_path:
         wanted = await _create(server, THREE_STEPS)
         async with socket_client(server.url, auth={"token": server.token}) as monitor:
             assert (await monitor.call("subscribe_all", {"batch": True, "steps": True}))["ok"]
-            ids = [await _execute(server, wanted, {"name": str(n)}) for n in range(5)]
+            # Started together, so that their events fall into the same batches even when the
+            # machine is slow.
+            ids = await asyncio.gather(
+                *(_execute(server, wanted, {"name": str(n)}) for n in range(5))
+            )
             for execution_id in ids:
                 await monitor.wait_final(execution_id)
             expected = ["started", *["step_started", "step_completed"] * 3, "completed"]
