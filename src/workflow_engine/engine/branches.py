@@ -4,6 +4,7 @@ the outcomes a branch can end with, the `Halt` that stops them, and the tasks ru
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -52,11 +53,14 @@ class Halt:
     items of a map stop with the execution, not the other way round)."""
 
     def __init__(self, parent: Halt | None = None) -> None:
-        self.event = asyncio.Event()
         self.reason: str | None = None
         self.status = ExecutionStatus.FAILED
         self.error: str | None = None
         self._children: list[Halt] = []
+        self._watching: dict[asyncio.Task[Any], int] = {}
+        """The tasks inside `stoppable` now: how many times each is in there (nested)."""
+        self._stopped: dict[asyncio.Task[Any], int] = {}
+        """The cancels this halt sent to a task still to be taken back (`stoppable`)."""
         if parent is not None:
             parent._children.append(self)
             if parent.reason is not None:
@@ -78,7 +82,9 @@ class Halt:
         if self.reason is not None:
             return
         self.reason, self.status, self.error = reason, status, error or reason
-        self.event.set()
+        for task in self._watching:
+            task.cancel()
+            self._stopped[task] = self._stopped.get(task, 0) + 1
         for child in self._children:
             child.set(reason, status=status, error=error)
 
@@ -88,23 +94,38 @@ class StepStopped(Exception):
 
 
 async def stoppable(halt: Halt, awaitable: Awaitable[T]) -> T:
-    """Await `awaitable`, stopping it at once (StepStopped) if `halt` is set."""
-    work = asyncio.ensure_future(awaitable)
+    """Await `awaitable` in this task, stopping it at once (StepStopped) if `halt` is set.
+
+    The halt cancels the task while it waits here, and the cancel is taken back on the way out
+    (`Task.uncancel`), so a cancel from anywhere else still cancels the task. No task of its
+    own: a step attempt costs no extra tasks."""
     if halt.is_set:
-        work.cancel()
-        await asyncio.gather(work, return_exceptions=True)
+        if inspect.iscoroutine(awaitable):
+            awaitable.close()
         raise StepStopped()
-    stop = asyncio.ensure_future(halt.event.wait())
+    task = asyncio.current_task()
+    assert task is not None
+    halt._watching[task] = halt._watching.get(task, 0) + 1
     try:
-        await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+        return await awaitable
+    except asyncio.CancelledError:
+        sent = halt._stopped.pop(task, 0)
+        if not sent:
+            raise
+        for _ in range(sent):
+            task.uncancel()
+        if task.cancelling():
+            raise  # cancelled from elsewhere too
+        raise StepStopped() from None
     finally:
-        stop.cancel()
-        if not work.done():
-            work.cancel()
-            await asyncio.gather(work, return_exceptions=True)
-    if work.cancelled():
-        raise StepStopped()
-    return work.result()
+        left = halt._watching.pop(task) - 1
+        if left:
+            halt._watching[task] = left
+        elif task in halt._stopped:
+            # Stopped as it was ending (its result already there): the cancel is still to come
+            # at its next await; take it back, the outcome is what it returned or raised.
+            for _ in range(halt._stopped.pop(task)):
+                task.uncancel()
 
 
 class Branches(Generic[K]):
