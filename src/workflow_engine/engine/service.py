@@ -423,6 +423,7 @@ class EngineService:
                 Target.EXECUTION,
                 execution_id,
                 {"stepKey": step_key, "comment": comment},
+                at=decided.at,
             )
         if decided.resumed:
             await self._enqueue(execution_id)

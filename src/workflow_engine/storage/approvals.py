@@ -35,6 +35,8 @@ def iso(stamp: datetime) -> str:
 class Decided:
     decision: dict[str, Any]
     """The step's output: `{"approved", "by", "comment", "at"}`."""
+    at: datetime
+    """When it was made (the audit log's entry has the same time)."""
     resumed: bool
     """This decision woke the execution (`waiting -> pending`): the caller queues it. False
     when it was not parked yet (it goes on when it parks) or was woken already."""
@@ -76,7 +78,7 @@ async def decide(
     if not made.rowcount:
         raise await _refusal(conn, execution_id, step_key, locked[0], locked[1], stamp)
     resumed = await waits.flip(conn, execution_id, stamp)
-    return Decided(decision, resumed)
+    return Decided(decision, stamp, resumed)
 
 
 async def _refusal(
