@@ -296,3 +296,25 @@ async def test_a_map_cannot_map_an_approval(db_url: str, start_engine: StartEngi
     )
     assert response.status_code == 422, response.text
     assert "a map step cannot map an approval step" in response.text
+
+
+async def test_an_approval_without_a_message_fails_clearly_and_a_number_is_text(
+    db_url: str, start_engine: StartEngine
+) -> None:
+    running = await start(start_engine, db_url, **FAST)
+    await running.create_workflow(
+        {"name": "mute", "steps": [{"key": "review", "type": "approval", "config": {}}]}
+    )
+    body = await running.wait(await running.execute("mute"), timeout=10)
+    assert body["status"] == "failed" and "message" in body["error"], body["error"]
+    await running.create_workflow(
+        {
+            "name": "amount",
+            "steps": [
+                {"key": "review", "type": "approval", "config": {"message": "{{ input.n }}"}}
+            ],
+        }
+    )
+    execution_id = await running.execute("amount", {"n": 30})
+    body = await running.wait(execution_id, until=waiting)
+    assert body["waits"][0]["approval"]["message"] == "30"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from workflow_engine.errors import NonRetryableStepError
 from workflow_engine.steps.base import StepConfig, StepContext, StepType
@@ -26,6 +26,14 @@ class ApprovalConfig(StepConfig):
     timeoutMs: int | None = Field(default=None, ge=1, le=31_536_000_000)
     onTimeout: Literal["fail", "continue"] = "fail"
     onReject: Literal["fail", "continue"] = "fail"
+
+    @field_validator("message", mode="before")
+    @classmethod
+    def _message_text(cls, value: Any) -> Any:
+        # `{{ input.amount }}` alone keeps a number's type: the message is its text.
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        return value
 
 
 class ApprovalStep(StepType):
