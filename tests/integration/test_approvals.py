@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Running, StartEngine
+from tests.conftest import TOKEN, Running, StartEngine
 from tests.integration.test_api_keys import bearer, new_key
 from tests.support.flows import sql, start
 from tests.support.target import Target
@@ -318,3 +318,75 @@ async def test_an_approval_without_a_message_fails_clearly_and_a_number_is_text(
     execution_id = await running.execute("amount", {"n": 30})
     body = await running.wait(execution_id, until=waiting)
     assert body["waits"][0]["approval"]["message"] == "30"
+
+
+async def test_an_approval_beside_an_event_wait_in_a_graph(
+    db_url: str, start_engine: StartEngine, target: Target
+) -> None:
+    running = await start(start_engine, db_url, **FAST)
+    await running.create_workflow(
+        {
+            "name": "both",
+            "steps": [
+                {"key": "paid", "type": "wait", "needs": [], "config": {"event": "paid"}},
+                {"key": "review", "type": "approval", "needs": [], "config": {"message": "ok?"}},
+                {
+                    "key": "ship",
+                    "type": "http",
+                    "needs": ["paid", "review"],
+                    "config": {"url": f"{target.url}/count/ship"},
+                },
+            ],
+        }
+    )
+    execution_id = await running.execute("both")
+    body = await running.wait(execution_id, until=lambda b: waiting(b) and len(b["waits"]) == 2)
+    assert {w["type"] for w in body["waits"]} == {"event", "approval"}
+    response = await decide(running, execution_id, "approve", {"comment": "yes"})
+    assert response.status_code == 200, response.text
+    # The approval ends; the execution parks again on the event alone.
+    body = await running.wait(
+        execution_id, until=lambda b: waiting(b) and [w["type"] for w in b["waits"]] == ["event"]
+    )
+    steps = {s["stepKey"]: s for s in body["steps"]}
+    assert steps["review"]["status"] == "completed" and steps["review"]["output"]["approved"]
+    assert (await running.client.post("/api/events", json={"name": "paid"})).status_code == 202
+    body = await running.wait(execution_id, timeout=10)
+    assert body["status"] == "completed", body
+    assert len(target.hits("count/ship")) == 1
+    assert (await event_types(running, execution_id)).count("resumed") == 2
+
+
+async def test_the_page_shows_the_approval_and_its_buttons_to_operators_only(
+    db_url: str, start_engine: StartEngine, target: Target
+) -> None:
+    from tests.integration.test_ui_pages import _browser
+
+    running = await start(start_engine, db_url, **FAST)
+    viewer = (await new_key(running, "eyes", "viewer"))["key"]
+    execution_id = await started(running, "shown", target)
+
+    async def page_as(key: str | None) -> str:
+        async with _browser(running) as browser:
+            token = key or TOKEN
+            login = await browser.post(
+                "/login",
+                content=f"token={token}&next=/monitoring",
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
+            assert login.status_code == 303, login.text
+            response = await browser.get(f"/executions/{execution_id}")
+            assert response.status_code == 200
+            return response.text
+
+    admin = await page_as(None)
+    assert "waiting for a decision" in admin and "Refund 120 EUR?" in admin
+    assert 'data-decide="approve"' in admin and 'data-decide="reject"' in admin
+    seen = await page_as(viewer)
+    assert "Refund 120 EUR?" in seen and 'data-decide="approve"' not in seen
+    response = await decide(running, execution_id, "reject", {"comment": "<b>no</b>"})
+    assert response.status_code == 200
+    await running.wait(execution_id)
+    ended = await page_as(None)
+    assert "Rejected by <strong" in ended and "&lt;b&gt;no&lt;/b&gt;" in ended
+    assert 'data-decide="approve"' not in ended
