@@ -390,3 +390,31 @@ async def test_the_page_shows_the_approval_and_its_buttons_to_operators_only(
     ended = await page_as(None)
     assert "Rejected by <strong" in ended and "&lt;b&gt;no&lt;/b&gt;" in ended
     assert 'data-decide="approve"' not in ended
+
+
+async def test_no_decision_on_an_execution_a_failed_branch_ended(
+    db_url: str, start_engine: StartEngine
+) -> None:
+    running = await start(start_engine, db_url, **FAST)
+    await running.create_workflow(
+        {
+            "name": "broken",
+            "steps": [
+                {"key": "review", "type": "approval", "needs": [], "config": {"message": "ok?"}},
+                {"key": "paid", "type": "wait", "needs": [], "config": {"event": "broken"}},
+                {"key": "boom", "type": "fail", "needs": ["paid"], "config": {"message": "no"}},
+            ],
+        }
+    )
+    execution_id = await running.execute("broken")
+    await running.wait(execution_id, until=lambda b: waiting(b) and len(b["waits"]) == 2)
+    assert (await running.client.post("/api/events", json={"name": "broken"})).status_code == 202
+    body = await running.wait(execution_id, timeout=10)
+    assert body["status"] == "failed", body
+    response = await decide(running, execution_id, "approve")
+    assert response.status_code == 409, response.text
+    assert (
+        response.json()["detail"]
+        == f"execution {execution_id!r} is failed; it takes no decision now"
+    )
+    assert (await running.wait(execution_id))["audit"] == []

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from workflow_engine.domain.status import ExecutionStatus
 from workflow_engine.errors import Conflict, NotFound
 from workflow_engine.storage import waits
 from workflow_engine.storage import workflows as wf_store
@@ -63,6 +64,9 @@ async def decide(
     if locked is None:
         raise NotFound(f"no execution {execution_id!r}")
     stamp = now()
+    if ExecutionStatus(locked[0]).is_final:
+        # A failed branch may have ended it while this approval was registered and undecided.
+        raise await _refusal(conn, execution_id, step_key, locked[0], locked[1], stamp)
     decision = {"approved": approved, "by": by, "comment": comment, "at": iso(stamp)}
     made = await conn.execute(
         update(execution_waits)
@@ -117,6 +121,8 @@ async def _refusal(
         return Conflict(
             f"step {step_key!r} timed out waiting for a decision at {iso(wait['until'])}"
         )
+    if ExecutionStatus(status).is_final:
+        return Conflict(f"execution {execution_id!r} is {status}; it takes no decision now")
     step = (
         (
             await conn.execute(
