@@ -20,6 +20,7 @@ from workflow_engine.api.middleware import OPEN_PATHS, ApiGuard
 from workflow_engine.api.permissions import check_routes
 from workflow_engine.api.realtime import Realtime, SocketMount
 from workflow_engine.api.routes import (
+    approvals,
     audit,
     events,
     executions,
@@ -96,6 +97,7 @@ def create_app(
     for router in (
         workflows.router,
         executions.router,
+        approvals.router,
         events.router,
         stats.router,
         step_types.router,

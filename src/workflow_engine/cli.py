@@ -378,6 +378,9 @@ def run(
 def _wait_text(wait: dict[str, Any]) -> str:
     until = f" until {wait['until']}" if wait.get("until") else ""
     event = wait.get("event")
+    approval = wait.get("approval")
+    if approval:
+        return f"waiting for a decision{until}: {approval['message']}"
     if event:
         key = f" (key {event['key']})" if event.get("key") else ""
         return f"waiting for event {event['name']}{key}{until}"

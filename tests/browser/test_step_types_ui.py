@@ -43,6 +43,7 @@ def test_the_editor_lists_step_types_and_flags_unknown_ones(page: Any, serve: Se
     assert described.startswith("Upper-case text;") and "config: text" in described
     names = page.locator("#step-types dt").evaluate_all("els => els.map(e => e.dataset.stepType)")
     assert names == [
+        "approval",
         "delay",
         "fail",
         "http",

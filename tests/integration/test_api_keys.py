@@ -83,6 +83,7 @@ async def world(running: Running) -> dict[str, str]:
         "execution_id": execution,
         "key_id": spare["id"],
         "number": "1",
+        "step_key": "wait",
     }
 
 

@@ -105,8 +105,12 @@ async def test_every_route_documents_its_bodies_and_errors(
         "PUT /api/triggers/{trigger_id}",
         "POST /api/keys",
         "POST /api/events",
+        "POST /api/executions/{execution_id}/steps/{step_key}/approve",
+        "POST /api/executions/{execution_id}/steps/{step_key}/reject",
     }
     assert bodies["POST /api/keys"]["$ref"].endswith("/KeyRequest")
+    decision = bodies["POST /api/executions/{execution_id}/steps/{step_key}/approve"]
+    assert {"$ref": "#/components/schemas/DecisionRequest"} in decision["anyOf"]
     # The one error shape: detail, and errors for invalid values.
     error = schemas["ErrorResponse"]
     assert error["required"] == ["detail"]

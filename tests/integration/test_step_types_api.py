@@ -41,6 +41,7 @@ async def test_the_builtins_sorted_with_their_schemas(
     assert response.status_code == 200, response.text
     types = response.json()["stepTypes"]
     assert [t["name"] for t in types] == [
+        "approval",
         "delay",
         "fail",
         "http",
@@ -51,11 +52,11 @@ async def test_the_builtins_sorted_with_their_schemas(
         "workflow",
     ]
     assert all(t["source"] == "builtin" and t["description"] for t in types)
-    delay = types[0]
+    delay = types[1]
     assert delay["description"] == 'Wait `ms` milliseconds; output is `{"delayedMs": ms}`.'
     assert delay["configSchema"]["required"] == ["ms"]
     assert delay["configSchema"]["additionalProperties"] is False
-    http = types[2]["configSchema"]["properties"]
+    http = types[3]["configSchema"]["properties"]
     assert "json" in http and "url" in http  # by alias, as a document writes it
 
 

@@ -81,6 +81,7 @@ async def test_long_delay_parks_frees_the_worker_then_completes(
             "event": None,
             "until": body["wakeAt"],
             "onTimeout": "fail",
+            "approval": None,
         }
     ]
     row = await execution_row(running, execution_id)

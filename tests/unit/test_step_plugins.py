@@ -88,6 +88,7 @@ def fails(modules: list[str]) -> str:
 def test_without_plugins_only_the_builtins() -> None:
     registry = load_registry([])
     assert registry.names() == [
+        "approval",
         "delay",
         "fail",
         "http",

@@ -71,3 +71,10 @@ def test_the_cli_says_what_an_execution_waits_for() -> None:
     assert _wait_text(event) == "waiting for event order.paid (key 42)"
     delay = {"stepKey": "nap", "event": None, "until": "2026-01-01T00:00:00Z"}
     assert _wait_text(delay) == "sleeping until 2026-01-01T00:00:00Z"
+    approval = {
+        "stepKey": "review",
+        "event": None,
+        "until": None,
+        "approval": {"message": "Refund 30 EUR?", "onReject": "fail"},
+    }
+    assert _wait_text(approval) == "waiting for a decision: Refund 30 EUR?"

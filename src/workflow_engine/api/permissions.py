@@ -26,7 +26,7 @@ from workflow_engine.storage import workflows as wf_store
 _WHAT = {
     Permission.READ: "read anything",
     Permission.EXECUTE: "start executions",
-    Permission.OPERATE: "cancel or re-run executions or fire triggers",
+    Permission.OPERATE: "cancel or re-run executions, fire triggers or approve steps",
     Permission.ADMIN: "change workflows, triggers or keys, or read the audit log",
 }
 

@@ -119,6 +119,16 @@ class EventRequest(BaseModel):
     data: Json = Field(default=None, description="The waiting step's output")
 
 
+class DecisionRequest(BaseModel):
+    """Body of `POST /api/executions/{id}/steps/{stepKey}/approve` (or `/reject`); optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str | None = Field(
+        default=None, max_length=2000, description="Why: kept with the decision and shown"
+    )
+
+
 class FieldError(BaseModel):
     loc: str = Field(description="Where, as a dotted path (`steps.1.type`); empty: the body")
     message: str
@@ -321,10 +331,25 @@ class ExecutionWait(_Response):
     """What a step of a `waiting` execution waits for."""
 
     stepKey: str
-    type: str = Field(description="`delay` (time) or `event`")
+    type: str = Field(description="`delay` (time), `event` or `approval` (a person)")
     event: dict[str, str] | None = Field(description="`{name, key}` for an event")
     until: Timestamp | None = Field(description="When the delay ends or the wait times out")
     onTimeout: str = Field(description="`fail` or `continue`")
+    approval: dict[str, Any] | None = Field(
+        default=None,
+        description="`{message, onReject}` for an approval step (it waits for a decision)",
+    )
+
+
+class ApprovalDecision(_Response):
+    """A decision on an approval step: the step's output, with where it was made."""
+
+    executionId: str
+    stepKey: str
+    approved: bool
+    by: str = Field(description="Who decided: the key's name (`API_TOKEN` for the admin token)")
+    comment: str | None
+    at: Timestamp
 
 
 class EventPosted(_Response):

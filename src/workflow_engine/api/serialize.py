@@ -88,6 +88,11 @@ def wait(row: Row) -> dict[str, Any]:
         "event": event,
         "until": iso(row["until"]),
         "onTimeout": row["on_timeout"],
+        "approval": (
+            {"message": row["message"], "onReject": row["on_reject"]}
+            if row["kind"] == "approval"
+            else None
+        ),
     }
 
 

@@ -45,7 +45,7 @@ class Permission(StrEnum):
     EXECUTE = "execute"
     """Start an execution of a workflow (`trigger` keys: only their workflows)."""
     OPERATE = "operate"
-    """Cancel, re-run, fire a trigger (and approve, when that exists)."""
+    """Cancel, re-run, fire a trigger, approve or reject an approval step."""
     ADMIN = "admin"
     """Change workflows and triggers, manage keys, read the audit log."""
 

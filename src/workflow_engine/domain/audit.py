@@ -25,6 +25,8 @@ class Action(StrEnum):
     TRIGGER_DELETED = "trigger.deleted"
     EXECUTION_CANCELLED = "execution.cancelled"
     EXECUTION_RERUN = "execution.rerun"
+    STEP_APPROVED = "step.approved"
+    STEP_REJECTED = "step.rejected"
     KEY_CREATED = "key.created"
     KEY_REVOKED = "key.revoked"
 
@@ -45,6 +47,8 @@ _PHRASES: dict[str, Any] = {
     Action.TRIGGER_DELETED: lambda d: f"{d.get('type', '')} trigger deleted".strip(),
     Action.EXECUTION_CANCELLED: "cancelled",
     Action.EXECUTION_RERUN: lambda d: f"re-run as {d.get('newExecutionId', '?')}",
+    Action.STEP_APPROVED: lambda d: f"step {d.get('stepKey', '?')} approved",
+    Action.STEP_REJECTED: lambda d: f"step {d.get('stepKey', '?')} rejected",
     Action.KEY_CREATED: lambda d: f"created with role {d.get('role', '?')}",
     Action.KEY_REVOKED: "revoked",
 }

@@ -36,6 +36,8 @@ def check_definition(definition: WorkflowDefinition, registry: StepRegistry) -> 
             raise InvalidDefinition(f"step {step.key!r}: a map step cannot map a map step")
         if inner.type == "wait":
             raise InvalidDefinition(f"step {step.key!r}: a map step cannot map a wait step")
+        if inner.type == "approval":
+            raise InvalidDefinition(f"step {step.key!r}: a map step cannot map an approval step")
         inner_type = _known(registry, inner.type, f"step {step.key!r}: its inner step")
         _check_secrets(f"step {step.key!r}: its inner step", inner_type, inner.config, inner.if_)
     if definition.output is not None and list(_secret_uses(definition.output, "output")):

@@ -32,7 +32,7 @@ from workflow_engine.errors import (
 from workflow_engine.events.bus import Event, EventBus
 from workflow_engine.queue.base import JobQueue
 from workflow_engine.steps.registry import StepRegistry
-from workflow_engine.storage import audit
+from workflow_engine.storage import approvals, audit
 from workflow_engine.storage import executions as ex_store
 from workflow_engine.storage import waits as wait_store
 from workflow_engine.storage import workflows as wf_store
@@ -399,6 +399,35 @@ class EngineService:
         for execution_id in posted.resumed:
             await self._enqueue(execution_id)
         return posted
+
+    async def decide(
+        self,
+        execution_id: str,
+        step_key: str,
+        *,
+        approved: bool,
+        comment: str | None,
+        actor: Actor = SYSTEM,
+    ) -> dict[str, Any]:
+        """Approve or reject the `approval` step `step_key` (once: a second decision is a
+        Conflict) and wake the execution; the decision, which is the step's output
+        `{"approved", "by", "comment", "at"}`, is in the audit log too."""
+        async with self.db.write() as conn:
+            decided = await approvals.decide(
+                conn, execution_id, step_key, approved=approved, by=actor.name, comment=comment
+            )
+            await audit.record(
+                conn,
+                actor,
+                Action.STEP_APPROVED if approved else Action.STEP_REJECTED,
+                Target.EXECUTION,
+                execution_id,
+                {"stepKey": step_key, "comment": comment},
+                at=decided.at,
+            )
+        if decided.resumed:
+            await self._enqueue(execution_id)
+        return decided.decision
 
     async def rerun(self, execution_id: str, actor: Actor = SYSTEM) -> str:
         """A new execution of the same version and input: the completed and skipped steps (and

@@ -1,13 +1,16 @@
-"""Durable waits, the executor's side: a long `delay` and a `wait` step park the execution.
+"""Durable waits, the executor's side: a long `delay`, a `wait` and an `approval` step park the
+execution.
 
 A parking step writes its start (the row stays `running`) and ends its branch with `Parked`; the
 other branches go on, and once nothing else can run the execution parks: one fenced transaction
 (storage/waits.py) registers the waits, consumes a stored event that meets one, and releases the
 lease; the status becomes `waiting` and the delivery ends (its job completes). A timer (a delayed
 job on the dispatch queue, and the reconciler's scan of `wake_at`, whichever comes first) or an
-event flips it back to `pending`; the next delivery skips the finished steps, as any redelivery
-does, and the parked step ends from its wait row: delay -> `{"delayedMs"}`, wait -> the event's
-`data`, timeout -> failed (not retried) or, with `"onTimeout": "continue"`, output null.
+event or a person's decision (storage/approvals.py) flips it back to `pending`; the next delivery
+skips the finished steps, as any redelivery does, and the parked step ends from its wait row:
+delay -> `{"delayedMs"}`, wait -> the event's `data`, approval -> the decision `{"approved",
+"by", "comment", "at"}` (a rejection fails the step, not retried, unless `"onReject":
+"continue"`), timeout -> failed (not retried) or, with `"onTimeout": "continue"`, output null.
 
 If a wait is met already when the execution parks (an early event), the execution is not
 parked: it keeps its lease and goes on in the same delivery.
@@ -33,6 +36,7 @@ from workflow_engine.engine.branches import Completed, Failed, Halt, Outcome, Pa
 from workflow_engine.engine.journal import jsonable
 from workflow_engine.errors import StepError
 from workflow_engine.queue.base import JobQueue
+from workflow_engine.steps.approval import ApprovalConfig
 from workflow_engine.steps.delay import DelayConfig
 from workflow_engine.steps.wait import WaitConfig
 from workflow_engine.storage import waits as store
@@ -73,7 +77,7 @@ class Wakeups:
 
 def parks(step: StepDefinition) -> bool:
     """Whether the executor runs this step through WaitRunner (it may park)."""
-    return step.type in ("delay", "wait")
+    return step.type in ("delay", "wait", "approval")
 
 
 class WaitRunner:
@@ -113,15 +117,27 @@ class WaitRunner:
             await run.journal.write(cp.step_started(state, stored))
         started = state.started_at or cp.now()
         if isinstance(parsed, DelayConfig):
-            until = started + timedelta(milliseconds=parsed.ms)
-            return Parked(store.WaitSpec(step.key, store.DELAY, until))
-        assert isinstance(parsed, WaitConfig)
+            ends = started + timedelta(milliseconds=parsed.ms)
+            return Parked(store.WaitSpec(step.key, store.DELAY, ends))
+        assert isinstance(parsed, WaitConfig | ApprovalConfig)
         timeout = parsed.timeoutMs
+        until = started + timedelta(milliseconds=timeout) if timeout else None
+        if isinstance(parsed, ApprovalConfig):
+            return Parked(
+                store.WaitSpec(
+                    step.key,
+                    store.APPROVAL,
+                    until,
+                    on_timeout=parsed.onTimeout,
+                    message=parsed.message,
+                    on_reject=parsed.onReject,
+                )
+            )
         return Parked(
             store.WaitSpec(
                 step.key,
                 store.EVENT,
-                started + timedelta(milliseconds=timeout) if timeout else None,
+                until,
                 event_name=parsed.event,
                 event_key=parsed.key,
                 on_timeout=parsed.onTimeout,
@@ -139,6 +155,8 @@ class WaitRunner:
         """How a registered wait ends: met, timed out, or still waiting (parked again)."""
         ref, stamp = state.ref, cp.now()
         started = state.started_at or stamp
+        if wait["matched_at"] is not None and wait["kind"] == store.APPROVAL:
+            return self._decided(run, state, wait)
         if wait["matched_at"] is not None:
             reason, output = "event", wait["data"]
             text = f"Step '{ref.name}' resumed: event {wait['event_name']!r} came"
@@ -148,9 +166,10 @@ class WaitRunner:
                 reason, output = "time", {"delayedMs": waited}
                 text = f"Step '{ref.name}' resumed after {waited} ms"
             else:
-                error = (
-                    f"Timed out after {waited} ms waiting for event {wait['event_name']!r}"
-                    f" (key {wait['event_key']!r})"
+                error = f"Timed out after {waited} ms waiting for " + (
+                    "a decision"
+                    if wait["kind"] == store.APPROVAL
+                    else f"event {wait['event_name']!r} (key {wait['event_key']!r})"
                 )
                 reason, output = "timeout", None
                 text = f"Step '{ref.name}' resumed: {error}"
@@ -162,9 +181,34 @@ class WaitRunner:
         self._resumed(run, ref, reason, text, "info")
         return Completed(output)
 
+    def _decided(self, run: Run, state: cp.StepState, wait: Row) -> Outcome:
+        """An approval a person decided: approved, or rejected (fails unless `onReject` says
+        `continue`)."""
+        decision: dict[str, Any] = dict(wait["data"] or {})
+        approved = bool(decision.get("approved"))
+        verb = "approved" if approved else "rejected"
+        comment = decision.get("comment")
+        said = f": {comment}" if comment else ""
+        text = f"Step '{state.ref.name}' {verb} by {decision.get('by')}{said}"
+        rejected = not approved and wait["on_reject"] != "continue"
+        self._resumed(run, state.ref, verb, text, "warn" if rejected else "info", decision=decision)
+        if rejected:
+            return Failed(f"Rejected by {decision.get('by')}{said}", state.input)
+        return Completed(decision)
+
     @staticmethod
-    def _resumed(run: Run, ref: cp.StepRef, reason: str, text: str, level: str) -> None:
-        fields = {**ref.fields(), "reason": reason}
+    def _resumed(
+        run: Run,
+        ref: cp.StepRef,
+        reason: str,
+        text: str,
+        level: str,
+        *,
+        decision: dict[str, Any] | None = None,
+    ) -> None:
+        fields: dict[str, Any] = {**ref.fields(), "reason": reason}
+        if decision is not None:
+            fields["decision"] = decision
         run.journal.defer(
             cp.Checkpoint(
                 logs=(cp.LogLine(level, text, fields),), events=((EventType.RESUMED, fields),)
@@ -182,6 +226,8 @@ class WaitRunner:
                 data["until"] = spec.until.isoformat()
             if spec.kind == store.EVENT:
                 data["event"] = {"name": spec.event_name, "key": spec.event_key}
+            if spec.kind == store.APPROVAL:
+                data["approval"] = {"message": spec.message}
             told.append((EventType.WAITING, data))
             lines.append(cp.LogLine("info", f"Step '{ref.name}' waits for {_describe(spec)}", data))
         checkpoint = cp.Checkpoint(logs=tuple(lines), events=tuple(told))
@@ -218,6 +264,8 @@ def _spec(row: Row) -> store.WaitSpec:
         event_name=row["event_name"],
         event_key=row["event_key"],
         on_timeout=row["on_timeout"],
+        message=row["message"],
+        on_reject=row["on_reject"],
     )
 
 
@@ -225,4 +273,6 @@ def _describe(spec: store.WaitSpec) -> str:
     until = f" until {spec.until.isoformat()}" if spec.until is not None else ""
     if spec.kind == store.DELAY:
         return f"time{until}"
+    if spec.kind == store.APPROVAL:
+        return f"a decision (approve or reject){until}"
     return f"event {spec.event_name!r} (key {spec.event_key!r}){until}"

@@ -69,6 +69,7 @@ class StepRegistry:
 
 def default_registry() -> StepRegistry:
     """A registry holding the built-in step types only (plugins: `steps.plugins.load_registry`)."""
+    from workflow_engine.steps.approval import ApprovalStep
     from workflow_engine.steps.delay import DelayStep
     from workflow_engine.steps.fail import FailStep
     from workflow_engine.steps.http import HttpStep
@@ -80,6 +81,6 @@ def default_registry() -> StepRegistry:
 
     registry = StepRegistry()
     built_in = (TransformStep(), HttpStep(), DelayStep(), LogStep(), FailStep(), MapStep())
-    for step_type in (*built_in, WorkflowStep(), WaitStep()):
+    for step_type in (*built_in, WorkflowStep(), WaitStep(), ApprovalStep()):
         registry.register(step_type, source=BUILTIN)
     return registry

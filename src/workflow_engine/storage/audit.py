@@ -22,11 +22,13 @@ async def record(
     target_type: str,
     target_id: str,
     detail: dict[str, Any] | None = None,
+    *,
+    at: datetime | None = None,
 ) -> None:
     await conn.execute(
         audit_log.insert().values(
             id=new_id(),
-            at=datetime.now(UTC),
+            at=at or datetime.now(UTC),
             actor=actor.name,
             actor_key_id=actor.key_id,
             action=action,

@@ -312,10 +312,13 @@ execution_waits = Table(
     Column("matched_at", UTCDateTime),
     _id("event_id"),
     Column("data", Json),
+    Column("message", Text),
+    Column("on_reject", String(16)),
     Index("ix_execution_waits_event_name_event_key", "event_name", "event_key"),
 )
-"""What a parked step waits for (`kind` `delay` or `event`), until when, and once an event met
-it, that event's data. Rows of steps that have since finished are left alone."""
+"""What a parked step waits for (`kind` `delay`, `event` or `approval`), until when, and once
+an event or a decision met it, that event's data or the decision (`{"approved", "by", "comment",
+"at"}`). Rows of steps that have since finished are left alone."""
 
 events = Table(
     "events",

@@ -40,6 +40,7 @@ RUNNING = ExecutionStatus.RUNNING.value
 PENDING = ExecutionStatus.PENDING.value
 DELAY = "delay"
 EVENT = "event"
+APPROVAL = "approval"
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,16 @@ class WaitSpec:
 
     step_key: str
     kind: str
-    """`delay` (until `until`) or `event` (`event_name`/`event_key`, at most until `until`)."""
+    """`delay` (until `until`), `event` (`event_name`/`event_key`, at most until `until`) or
+    `approval` (a person's decision, storage/approvals.py; at most until `until`)."""
     until: datetime | None
     event_name: str | None = None
     event_key: str | None = None
     on_timeout: str = "fail"
+    message: str | None = None
+    """An approval's question to the person."""
+    on_reject: str | None = None
+    """An approval's `onReject`: `fail` or `continue`."""
 
     def row(self, execution_id: str, stamp: datetime) -> dict[str, Any]:
         return {
@@ -67,6 +73,8 @@ class WaitSpec:
             "matched_at": None,
             "event_id": None,
             "data": None,
+            "message": self.message,
+            "on_reject": self.on_reject,
         }
 
 
@@ -256,7 +264,7 @@ async def post_event(
         by_execution.setdefault(execution_id, []).append(step_key)
     resumed = []
     for execution_id, step_keys in by_execution.items():
-        if not await _flip(conn, execution_id, stamp):
+        if not await flip(conn, execution_id, stamp):
             continue  # woken meanwhile (its timer, a cancel): the event stays for its next wait
         await conn.execute(
             update(execution_waits)
@@ -283,7 +291,7 @@ async def post_event(
     return PostedEvent(event_id, resumed)
 
 
-async def _flip(conn: AsyncConnection, execution_id: str, stamp: datetime) -> bool:
+async def flip(conn: AsyncConnection, execution_id: str, stamp: datetime) -> bool:
     """waiting -> pending, if it is still waiting: the single arbiter of every wake-up."""
     result = await conn.execute(
         update(executions)

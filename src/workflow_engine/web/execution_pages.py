@@ -12,14 +12,14 @@ from fastapi.responses import RedirectResponse, Response
 
 from workflow_engine.api.deps import EngineDep
 from workflow_engine.domain.access import Permission, Principal
-from workflow_engine.domain.audit import Target
+from workflow_engine.domain.audit import Action, Target
 from workflow_engine.domain.status import ExecutionStatus
 from workflow_engine.errors import NotFound
 from workflow_engine.storage import audit
 from workflow_engine.storage import executions as ex_store
 from workflow_engine.storage import waits as wait_store
 from workflow_engine.storage import workflows as wf_store
-from workflow_engine.storage.db import Connection
+from workflow_engine.storage.db import Connection, Row
 from workflow_engine.storage.pagination import Cursor
 from workflow_engine.web import timeline
 from workflow_engine.web.render import STATUSES, forbidden, page, require_login
@@ -153,6 +153,7 @@ async def execution_page(
         ),
         logs=logs,
         audit=entries,
+        decisions=decisions(entries),
         waits=waits,
         last_seq=last_seq,
         server_now=datetime.now(UTC),
@@ -168,3 +169,19 @@ async def _parent(conn: Connection, parent_id: str | None) -> Any:
         return await ex_store.get_execution(conn, parent_id)
     except NotFound:
         return None
+
+
+def decisions(entries: list[Row]) -> dict[str, dict[str, Any]]:
+    """The decisions on the execution's approval steps, by step key, from its audit entries
+    (one per step: a second decision is refused)."""
+    found = {}
+    for entry in entries:
+        if entry["action"] in (Action.STEP_APPROVED, Action.STEP_REJECTED):
+            detail = entry["detail"] or {}
+            found[str(detail.get("stepKey"))] = {
+                "approved": entry["action"] == Action.STEP_APPROVED,
+                "by": entry["actor"],
+                "at": entry["at"],
+                "comment": detail.get("comment"),
+            }
+    return found

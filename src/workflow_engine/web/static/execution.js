@@ -1,6 +1,6 @@
 // One execution: the steps on their time axis (timeline.js) and the logs follow the execution's
-// ordered event stream; cancel and re-run (when the key's role allows them: the buttons are
-// absent otherwise), and the History of who did what.
+// ordered event stream; cancel and re-run, approve and reject an approval step (when the key's
+// role allows them: the buttons are absent otherwise), and the History of who did what.
 "use strict";
 
 (() => {
@@ -126,18 +126,103 @@
 
   // What the execution waits for (the `waiting` events; cleared once it runs or ends).
   const waitNote = document.getElementById("wait-note");
+  const canOperate = Boolean(cancelButton);
   function clearWaits() { waitNote.replaceChildren(); waitNote.hidden = true; }
+  const waitOf = (key) => waitNote.querySelector(`[data-step-key="${CSS.escape(key)}"]`);
+
+  // An approval waiting for a person: its message, a comment box and Approve / Reject (the same
+  // markup as the page's own, execution.html `wait_line`).
+  function approvalBlock(p, line) {
+    const block = document.createElement("div");
+    block.className = "approval";
+    const message = document.createElement("blockquote");
+    message.className = "approval-message"; message.dataset.field = "message";
+    message.textContent = p.approval.message;
+    block.append(line, message);
+    if (canOperate) {
+      const form = document.createElement("div");
+      form.className = "approval-form";
+      const comment = document.createElement("textarea");
+      comment.className = "approval-comment"; comment.dataset.field = "comment";
+      comment.maxLength = 2000; comment.rows = 2; comment.placeholder = "Comment (optional)";
+      comment.setAttribute("aria-label", "Comment on the decision");
+      const buttons = document.createElement("div");
+      buttons.className = "approval-buttons";
+      for (const [verb, label, cls] of [["approve", "Approve", "primary"], ["reject", "Reject", "danger"]]) {
+        const b = document.createElement("button");
+        b.type = "button"; b.className = cls; b.dataset.decide = verb; b.textContent = label;
+        buttons.append(b);
+      }
+      form.append(comment, buttons);
+      block.append(form);
+    }
+    return block;
+  }
+
+  // Who decided an approval step, when, and their comment: on the step's row.
+  function decisionNodes(d) {
+    const who = document.createElement("strong"); who.dataset.field = "decided-by"; who.textContent = d.by;
+    const at = document.createElement("time"); at.dateTime = d.at; at.textContent = WE.absolute(d.at);
+    const nodes = [(d.approved ? "Approved" : "Rejected") + " by ", who, " at ", at];
+    if (d.comment) {
+      const q = document.createElement("q"); q.dataset.field = "decision-comment"; q.textContent = d.comment;
+      nodes.push(": ", q);
+    }
+    return nodes;
+  }
+  function showDecision(key, d) {
+    const el = Timeline.row(key);
+    const line = el && field(el, "decision");
+    if (!line) return;
+    line.replaceChildren(...decisionNodes(d));
+    line.classList.toggle("rejected", !d.approved);
+    line.hidden = false;
+    // The approval's box, if still shown, says it was decided (its buttons are gone).
+    const block = waitOf(key);
+    const form = block && block.querySelector(".approval-form");
+    if (form) {
+      const done = document.createElement("p");
+      done.className = "approval-done"; done.append(...decisionNodes(d));
+      form.replaceWith(done);
+    }
+  }
+
+  async function decide(button) {
+    const block = button.closest("[data-step-key]");
+    const key = block.dataset.stepKey;
+    const comment = block.querySelector(".approval-comment").value.trim();
+    for (const b of block.querySelectorAll("button[data-decide]")) b.disabled = true;
+    actionError.hidden = true;
+    const path = `/api/executions/${id}/steps/${encodeURIComponent(key)}/${button.dataset.decide}`;
+    const response = await WE.api("POST", path, comment ? { comment } : {});
+    if (!response.ok) {
+      actionError.textContent = (response.data && response.data.detail) || "Refused (" + response.status + ")";
+      actionError.hidden = false;
+      for (const b of block.querySelectorAll("button[data-decide]")) b.disabled = false;
+      return;
+    }
+    showDecision(key, response.data);
+    loadDetails();  // the History now says who decided
+  }
+  waitNote.addEventListener("click", (e) => {
+    const button = e.target.closest("button[data-decide]");
+    if (button) decide(button);
+  });
+
   function addWait(p) {
-    const line = document.createElement("p");
+    let line = document.createElement("p");
     const code = (text) => { const c = document.createElement("code"); c.textContent = text; return c; };
     const until = p.until ? " until " + WE.absolute(p.until) : "";
     line.append("Step ", code(p.stepKey), ": ");
-    if (p.event) {
+    if (p.approval) {
+      line.append("waiting for a decision" + until);
+      line = approvalBlock(p, line);
+    } else if (p.event) {
       line.append("waiting for event ", code(p.event.name));
       if (p.event.key) line.append(" (key ", code(p.event.key), ")");
       line.append(until);
     } else line.append("sleeping" + until);
-    waitNote.querySelector(`p[data-step-key="${CSS.escape(p.stepKey)}"]`)?.remove();
+    waitOf(p.stepKey)?.remove();
     line.dataset.stepKey = p.stepKey;
     waitNote.append(line);
     waitNote.hidden = false;
@@ -160,7 +245,8 @@
       WE.setStatus(document.getElementById("execution-status"), "waiting");
       cancelButton.hidden = false;
     } else if (name === "resumed") {
-      waitNote.querySelector(`p[data-step-key="${CSS.escape(p.stepKey)}"]`)?.remove();
+      if (p.decision) { showDecision(p.stepKey, p.decision); loadDetails(); }
+      waitOf(p.stepKey)?.remove();
       if (!waitNote.children.length) setExecutionStatus("running");
     } else if (name === "step_started") setStep(p, "running");
     else if (name === "step_retrying") setStep(p, "retrying");
