@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import Running, StartEngine
 from tests.support.flows import sql, start
+from tests.support.pages import page
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -48,6 +49,7 @@ async def test_an_event_starts_every_workflow_listening_to_its_name(
     archived = await running.create_workflow(listener("archived"))
     assert (await running.client.delete(f"/api/workflows/{archived['id']}")).status_code == 200
     triggers = {w["id"]: w["triggers"][0]["id"] for w in (first, second)}
+    assert "named <code>lead.created</code>" in await page(running, f"/workflows/{first['id']}")
     assert off["triggers"][0]["event"] == "lead.created"
 
     posted = await post(running, "lead.created", "7", {"lead": 7})

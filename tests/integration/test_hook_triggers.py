@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import TOKEN, Running, StartEngine
 from tests.support.flows import scalar, start
+from tests.support.pages import page
 
 pytestmark = pytest.mark.timeout(60)
 SECRET = "hook-Secret-4f2a9c"
@@ -255,6 +256,8 @@ async def test_the_secret_is_never_shown_or_stored(
         assert SECRET not in answer.text
     [trigger] = shown[0].json()["triggers"]
     assert trigger["path"] == "new-lead" and trigger["secret"] == "{{ secrets.HOOK }}"
+    html = await page(running, f"/workflows/{workflow['id']}")
+    assert "POST /api/hooks/new-lead" in html and SECRET not in html
     async with running.engine.db.read() as conn:
         for table in ("triggers", "workflow_versions", "executions", "execution_events"):
             rows = await conn.exec_driver_sql(f"SELECT * FROM {table}")
