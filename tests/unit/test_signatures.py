@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from workflow_engine.domain.definition import WorkflowDefinition
+from workflow_engine.domain.definition import WorkflowDefinition, secret_name
 from workflow_engine.domain.signatures import authentic, signature
 
 SECRET = "s3cret-hook-value"
@@ -64,7 +64,8 @@ def test_trigger_documents_accepted() -> None:
     )
     plain, signed, _, event = definition.triggers or []
     assert plain.model_dump(exclude_none=True) == {"type": "webhook", "enabled": True}
-    assert getattr(signed, "secret_name", None) == "HOOK"
+    assert secret_name(getattr(signed, "secret", "")) == "HOOK"
+    assert secret_name("{{secrets.OTHER_1}}") == "OTHER_1" and secret_name("HOOK") is None
     assert event.model_dump() == {"type": "event", "event": "lead.created", "enabled": True}
 
 

@@ -75,6 +75,12 @@ SECRET_REFERENCE = re.compile(r"^\{\{\s*secrets\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}
 """`{{ secrets.NAME }}`: a webhook's secret is named, never written in the document."""
 
 
+def secret_name(reference: str) -> str | None:
+    """NAME of a `{{ secrets.NAME }}` reference; None for anything else."""
+    found = SECRET_REFERENCE.fullmatch(reference)
+    return found.group(1) if found else None
+
+
 class WebhookTrigger(_Strict):
     """Called with `POST /api/triggers/{id}/fire` (an operator's key), or, with a `path` and
     a `secret`, with `POST /api/hooks/{path}` signed by that secret (no key)."""
@@ -111,12 +117,6 @@ class WebhookTrigger(_Strict):
                 "would be open to anyone)"
             )
         return self
-
-    @property
-    def secret_name(self) -> str | None:
-        """NAME of `{{ secrets.NAME }}`."""
-        found = SECRET_REFERENCE.fullmatch(self.secret or "")
-        return found.group(1) if found else None
 
 
 class EventTrigger(_Strict):

@@ -60,8 +60,3 @@ class Endings:
             waiters.discard(signal)
             if not waiters:
                 del self._waiters[execution_id]
-
-    def close(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from workflow_engine.domain.definition import SECRET_REFERENCE
+from workflow_engine.domain.definition import secret_name
 from workflow_engine.domain.signatures import authentic
 from workflow_engine.engine.endings import Endings
 from workflow_engine.engine.secrets import Secrets
@@ -68,8 +68,7 @@ class Hooks:
         return trigger
 
     def _secret(self, trigger: Row) -> str | None:
-        reference = SECRET_REFERENCE.fullmatch(str(trigger["config"].get("secret", "")))
-        name = reference.group(1) if reference else None
+        name = secret_name(str(trigger["config"].get("secret", "")))
         secret = self.secrets.values().get(name) if name else None
         if secret is None:
             # Nobody can call it: say so where the operator looks, never to the caller.

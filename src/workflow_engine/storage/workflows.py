@@ -209,8 +209,9 @@ def trigger_values(definition: TriggerDefinition) -> dict[str, Any]:
 async def _check_hook_paths(
     conn: AsyncConnection, workflow_id: str, definitions: list[TriggerDefinition]
 ) -> None:
-    """InvalidDefinition if another workflow (or, for one trigger added to a workflow, another
-    trigger) already serves one of their webhook paths. The unique index catches a race."""
+    """InvalidDefinition, naming it, if another workflow already serves one of their webhook
+    paths. The unique index catches the rest: a path taken by a trigger of the same workflow,
+    or by another workflow saved at the same time."""
     paths = [d.path for d in definitions if isinstance(d, WebhookTrigger) and d.path]
     if not paths:
         return

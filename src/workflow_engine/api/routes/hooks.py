@@ -16,6 +16,7 @@ from workflow_engine.api.permissions import SIGNED
 from workflow_engine.api.routes import api_router
 from workflow_engine.api.schemas import ExecutionStarted, HookFinished
 from workflow_engine.domain.definition import HOOK_PATH_PATTERN
+from workflow_engine.domain.signatures import SIGNATURE_HEADER
 from workflow_engine.engine.hooks import MAX_WAIT_MS, Call
 from workflow_engine.errors import NotFound
 
@@ -59,7 +60,7 @@ async def call_hook(
     x_signature_256: Annotated[
         str | None,
         Header(
-            alias="X-Signature-256",
+            alias=SIGNATURE_HEADER,
             description="`sha256=` and the hex HMAC-SHA256 of the raw body, keyed by the secret",
         ),
     ] = None,
