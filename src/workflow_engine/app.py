@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from workflow_engine import bootstrap
 from workflow_engine.api import errors
 from workflow_engine.api.access import Gate
-from workflow_engine.api.middleware import OPEN_PATHS, ApiGuard
+from workflow_engine.api.middleware import OPEN_PATHS, SIGNED_PREFIXES, ApiGuard
 from workflow_engine.api.permissions import check_routes
 from workflow_engine.api.realtime import Realtime, SocketMount
 from workflow_engine.api.routes import (
@@ -24,6 +24,7 @@ from workflow_engine.api.routes import (
     audit,
     events,
     executions,
+    hooks,
     keys,
     metrics,
     ready,
@@ -99,6 +100,7 @@ def create_app(
         executions.router,
         approvals.router,
         events.router,
+        hooks.router,
         stats.router,
         step_types.router,
         system.router,
@@ -113,7 +115,7 @@ def create_app(
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=render.STATIC_DIR), name="static")
     # Every /api route declares its permission (api/permissions.py), or the app is not made.
-    check_routes(app, OPEN_PATHS)
+    check_routes(app, OPEN_PATHS, SIGNED_PREFIXES)
     app.add_middleware(ApiGuard, gate=gate, max_body_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(

@@ -16,7 +16,9 @@ from functools import partial
 
 from workflow_engine.engine.alerts import FailureAlerts, Failures
 from workflow_engine.engine.cancel import CancelSignals, LocalCancelSignals
+from workflow_engine.engine.endings import Endings
 from workflow_engine.engine.executor import Executor, ExecutorConfig
+from workflow_engine.engine.hooks import Hooks
 from workflow_engine.engine.keys import FileKeyRevocations, KeyRevocations, KeyRing
 from workflow_engine.engine.reconciler import Reconciler
 from workflow_engine.engine.retention import Retention
@@ -71,6 +73,8 @@ class Engine:
     """Named API keys: managed by the API and the CLI, checked by the API's guard."""
     reconciler: Reconciler
     schedules: Schedules
+    hooks: Hooks
+    """Signed webhook triggers (`POST /api/hooks/{path}`)."""
     dispatcher: Handler
     """The dispatch queue's handler (with the schedules' jobs, when they come that way)."""
     readiness_probes: dict[str, Probe] = field(default_factory=dict)
@@ -217,6 +221,7 @@ async def build(settings: Settings, *, registry: StepRegistry | None = None) -> 
         execution_queue = LocalQueue(EXECUTION_QUEUE, EXECUTION_OPTIONS)
         cancels = LocalCancelSignals()
     alerts = FailureAlerts(db, enqueue=dispatch_queue.add)
+    secrets = Secrets.from_environ(settings.secrets_prefix)
     executor = Executor(
         db=db,
         alerts=alerts,
@@ -228,7 +233,7 @@ async def build(settings: Settings, *, registry: StepRegistry | None = None) -> 
             allowlist_only=settings.http_allowlist_only,
             timeout_s=settings.http_timeout_ms / 1000,
         ),
-        secrets=Secrets.from_environ(settings.secrets_prefix),
+        secrets=secrets,
         config=ExecutorConfig(
             lease_ms=settings.lease_ms,
             execution_timeout_ms=settings.execution_timeout_ms,
@@ -288,6 +293,7 @@ async def build(settings: Settings, *, registry: StepRegistry | None = None) -> 
         keys=keys,
         reconciler=reconciler,
         schedules=schedules,
+        hooks=Hooks(db=db, service=service, secrets=secrets, endings=Endings(db, bus)),
         dispatcher=dispatcher,
         readiness_probes=probes,
         retention=Retention(

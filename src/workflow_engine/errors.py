@@ -38,6 +38,10 @@ class InvalidInput(WorkflowEngineError):
     """Invalid value in the request."""
 
 
+class Unauthenticated(WorkflowEngineError):
+    """The request's credentials are missing or wrong."""
+
+
 # --- storage -------------------------------------------------------------------------------------
 # What a database or driver error becomes at the storage boundary (storage/db.py), so that
 # nothing outside storage/ needs to know SQLAlchemy's or the drivers' exceptions.

@@ -107,6 +107,8 @@ async def test_each_role_is_refused_what_it_may_not_do_on_every_route(
     assert len(writes) >= 12
     tried = 0
     for method, path, permission in routes:
+        if permission is Permission.SIGNED:
+            continue  # no key opens a signed webhook: test_hook_triggers.py
         url = fill(path, values)
         for key, role in ((viewer, "viewer"), (operator, "operator"), (trigger, "trigger")):
             allowed = {

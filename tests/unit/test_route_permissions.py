@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from fastapi import APIRouter, FastAPI
 
-from workflow_engine.api.middleware import OPEN_PATHS
-from workflow_engine.api.permissions import READ, api_routes, check_routes, declared
+from workflow_engine.api.middleware import OPEN_PATHS, SIGNED_PREFIXES
+from workflow_engine.api.permissions import READ, SIGNED, api_routes, check_routes, declared
 from workflow_engine.app import create_app
 from workflow_engine.domain.access import Permission
 from workflow_engine.settings import Settings
@@ -31,6 +31,8 @@ def test_every_api_route_declares_one_permission(tmp_path: Path) -> None:
     for (method, path), permission in by_route.items():
         if path in OPEN_PATHS:
             assert permission is Permission.PUBLIC, path
+        elif path.startswith(SIGNED_PREFIXES):
+            assert permission is Permission.SIGNED, path
         elif method == "GET":
             want = Permission.ADMIN if path.startswith(("/api/keys", "/api/audit")) else "read"
             assert permission == want, (method, path)
@@ -42,6 +44,7 @@ def test_every_api_route_declares_one_permission(tmp_path: Path) -> None:
     assert by_route[("PUT", "/api/workflows/{workflow_id}")] is Permission.ADMIN
     assert by_route[("POST", "/api/keys")] is Permission.ADMIN
     assert by_route[("POST", "/api/ui/editor")] is Permission.ADMIN
+    assert by_route[("POST", "/api/hooks/{path}")] is Permission.SIGNED
 
 
 def test_an_app_with_an_undeclared_api_route_is_refused() -> None:
@@ -57,3 +60,28 @@ def test_an_app_with_an_undeclared_api_route_is_refused() -> None:
     app.include_router(router)
     with pytest.raises(RuntimeError, match="GET /api/forgotten declares 0 permissions"):
         check_routes(app, OPEN_PATHS)
+
+
+def test_signed_routes_are_exactly_those_the_guard_lets_through_without_a_key() -> None:
+    """A route authenticated by its own secret must sit under the guard's signed prefixes (or
+    it would be asked for a key it does not check), and every route there must check its own
+    secret (or it would be open to anyone)."""
+    outside = FastAPI()
+    router = APIRouter(prefix="/api")
+
+    @router.post("/elsewhere", dependencies=[SIGNED])
+    async def elsewhere() -> None: ...
+
+    outside.include_router(router)
+    with pytest.raises(RuntimeError, match="POST /api/elsewhere: signed routes"):
+        check_routes(outside, OPEN_PATHS, SIGNED_PREFIXES)
+
+    inside = FastAPI()
+    router = APIRouter(prefix="/api")
+
+    @router.get("/hooks/list", dependencies=[READ])
+    async def listed() -> None: ...
+
+    inside.include_router(router)
+    with pytest.raises(RuntimeError, match="GET /api/hooks/list: signed routes"):
+        check_routes(inside, OPEN_PATHS, SIGNED_PREFIXES)

@@ -20,6 +20,7 @@ from workflow_engine.errors import (
     InvalidInput,
     NotFound,
     StorageError,
+    Unauthenticated,
     WorkflowEngineError,
 )
 
@@ -114,6 +115,8 @@ def install(app: FastAPI) -> None:
             status = 409
         elif isinstance(exc, (InvalidDefinition, InvalidInput)):
             status = 422
+        elif isinstance(exc, Unauthenticated):
+            status = 401
         if status == 500:
             log.error("unexpected engine error: %s", exc)
         return JSONResponse(error_body(exc.message), status_code=status)

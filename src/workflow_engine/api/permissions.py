@@ -9,7 +9,9 @@
 `check_routes(app)` runs when the app is made: an `/api` route without a declared permission
 stops the app from being built, so a new route cannot be left open by mistake (and
 tests/unit/test_route_permissions.py walks the routes too). Authentication itself (who the
-caller is) happens before any route, in api/middleware.py.
+caller is) happens before any route, in api/middleware.py; except on `SIGNED` routes (signed
+webhooks), which the guard lets through without a key and which check each call's signature
+themselves.
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ class Requires:
         self.permission = permission
 
     async def __call__(self, request: Request) -> Principal | None:
-        if self.permission is Permission.PUBLIC:
-            return None
+        if self.permission in (Permission.PUBLIC, Permission.SIGNED):
+            return None  # SIGNED: the route checks the call's own signature (engine/hooks.py)
         principal = principal_of(request)
         if not principal.can(self.permission):
             raise _forbidden(
@@ -87,6 +89,7 @@ def principal_of(request: Request) -> Principal:
 
 
 PUBLIC: Any = Depends(Requires(Permission.PUBLIC))
+SIGNED: Any = Depends(Requires(Permission.SIGNED))
 READ: Any = Depends(Requires(Permission.READ))
 EXECUTE: Any = Depends(Requires(Permission.EXECUTE))
 OPERATE: Any = Depends(Requires(Permission.OPERATE))
@@ -123,9 +126,12 @@ def api_routes(app: FastAPI) -> list[tuple[str, APIRoute]]:
     return found
 
 
-def check_routes(app: FastAPI, open_paths: tuple[str, ...]) -> None:
-    """Refuse an app whose `/api` routes do not each declare exactly one permission, or whose
-    public routes are not the guard's `open_paths`."""
+def check_routes(
+    app: FastAPI, open_paths: tuple[str, ...], signed_prefixes: tuple[str, ...] = ()
+) -> None:
+    """Refuse an app whose `/api` routes do not each declare exactly one permission, whose
+    public routes are not the guard's `open_paths`, or whose signed routes (authenticated by
+    their own secret) are not exactly those under the guard's `signed_prefixes`."""
     problems = []
     for path, route in api_routes(app):
         where = f"{','.join(sorted(route.methods or ()))} {path}"
@@ -134,5 +140,7 @@ def check_routes(app: FastAPI, open_paths: tuple[str, ...]) -> None:
             problems.append(f"{where} declares {len(permissions)} permissions, not one")
         elif (permissions[0] is Permission.PUBLIC) != (path in open_paths):
             problems.append(f"{where}: public routes and the guard's open paths differ")
+        elif (permissions[0] is Permission.SIGNED) != path.startswith(signed_prefixes):
+            problems.append(f"{where}: signed routes and the guard's signed prefixes differ")
     if problems:
         raise RuntimeError("routes without a proper permission: " + "; ".join(problems))

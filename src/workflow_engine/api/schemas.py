@@ -229,8 +229,15 @@ class Trigger(_Response):
 
     id: str
     workflowId: str
-    type: str = Field(description="`schedule`, `manual` or `webhook`")
+    type: str = Field(description="`schedule`, `manual`, `webhook` or `event`")
     enabled: bool
+    event: str | Absent = Field(default=None, description="event: the event's name")
+    path: str | Absent = Field(
+        default=None, description="webhook: served at POST /api/hooks/{path}"
+    )
+    secret: str | Absent = Field(
+        default=None, description="webhook: `{{ secrets.NAME }}`, never the secret itself"
+    )
     cron: str | Absent = Field(default=None, description="schedule: cron, 5 or 6 fields")
     timezone: str | Absent = Field(default=None, description="schedule: IANA timezone")
     input: dict[str, Any] | Absent = Field(default=None, description="schedule: the input")
@@ -352,9 +359,27 @@ class ApprovalDecision(_Response):
     at: Timestamp
 
 
+class TriggeredExecution(_Response):
+    executionId: str
+    workflowId: str
+    triggerId: str = Field(description="The `event` trigger that started it")
+
+
 class EventPosted(_Response):
     eventId: str
     matched: int = Field(description="Waiting executions it resumed (0: kept for a later wait)")
+    started: list[TriggeredExecution] = Field(
+        description="Executions its `event` triggers started (input: the event's `data`)"
+    )
+
+
+class HookFinished(_Response):
+    """Answer of `POST /api/hooks/{path}?wait=` (200) when the execution ended in time."""
+
+    executionId: str
+    status: ExecutionStatus
+    output: Json
+    error: str | None
 
 
 class ExecutionStep(_Response):

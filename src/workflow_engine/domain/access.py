@@ -40,6 +40,9 @@ class Permission(StrEnum):
     """What a route needs. `public`: no key at all (health, readiness)."""
 
     PUBLIC = "public"
+    SIGNED = "signed"
+    """No key: the route authenticates each call by a secret of its own (a signed webhook's,
+    `POST /api/hooks/{path}`); an API key alone gets nothing there. No role grants it."""
     READ = "read"
     """Every GET: workflows, executions, queues, step types, the audit of what is shown."""
     EXECUTE = "execute"
@@ -51,7 +54,7 @@ class Permission(StrEnum):
 
 
 GRANTS: dict[Role, frozenset[Permission]] = {
-    Role.ADMIN: frozenset(Permission),
+    Role.ADMIN: frozenset(Permission) - {Permission.SIGNED},
     Role.OPERATOR: frozenset(
         {Permission.PUBLIC, Permission.READ, Permission.EXECUTE, Permission.OPERATE}
     ),

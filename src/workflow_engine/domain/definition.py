@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -68,13 +69,66 @@ class ManualTrigger(_Strict):
     enabled: bool = True
 
 
+HOOK_PATH_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$"
+"""A signed webhook's path under `/api/hooks/`: letters, digits, `_` and `-`, 1 to 100."""
+SECRET_REFERENCE = re.compile(r"^\{\{\s*secrets\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}$")
+"""`{{ secrets.NAME }}`: a webhook's secret is named, never written in the document."""
+
+
+def secret_name(reference: str) -> str | None:
+    """NAME of a `{{ secrets.NAME }}` reference; None for anything else."""
+    found = SECRET_REFERENCE.fullmatch(reference)
+    return found.group(1) if found else None
+
+
 class WebhookTrigger(_Strict):
+    """Called with `POST /api/triggers/{id}/fire` (an operator's key), or, with a `path` and
+    a `secret`, with `POST /api/hooks/{path}` signed by that secret (no key)."""
+
     type: Literal["webhook"]
+    enabled: bool = True
+    path: str | None = Field(
+        default=None,
+        pattern=HOOK_PATH_PATTERN,
+        description="Serves POST /api/hooks/{path}; unique among live workflows",
+    )
+    secret: str | None = Field(
+        default=None,
+        max_length=200,
+        description="`{{ secrets.NAME }}`: the secret that signs or bears each call",
+    )
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_is_a_reference(cls, value: str | None) -> str | None:
+        if value is not None and not SECRET_REFERENCE.fullmatch(value):
+            raise ValueError(
+                "a webhook's secret must be a reference '{{ secrets.NAME }}' (set "
+                "WORKFLOW_SECRET_NAME where serve runs): a secret written in the document "
+                "would be stored and shown"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _path_and_secret_together(self) -> WebhookTrigger:
+        if (self.path is None) != (self.secret is None):
+            raise ValueError(
+                "a signed webhook needs both 'path' and 'secret' (a path without a secret "
+                "would be open to anyone)"
+            )
+        return self
+
+
+class EventTrigger(_Strict):
+    """Starts the workflow for every `POST /api/events` of that name (input = its `data`)."""
+
+    type: Literal["event"]
+    event: str = Field(min_length=1, max_length=200, description="The event's name")
     enabled: bool = True
 
 
 TriggerDefinition = Annotated[
-    ScheduleTrigger | ManualTrigger | WebhookTrigger, Field(discriminator="type")
+    ScheduleTrigger | ManualTrigger | WebhookTrigger | EventTrigger, Field(discriminator="type")
 ]
 
 
@@ -121,6 +175,10 @@ class WorkflowDefinition(_Strict):
                 raise ValueError(f"step key {step.key!r} is used twice; keys must be unique")
             seen.add(step.key)
         check_graph(self.steps)
+        paths = [t.path for t in self.triggers or () if isinstance(t, WebhookTrigger) and t.path]
+        for path in paths:
+            if paths.count(path) > 1:
+                raise ValueError(f"webhook path {path!r} is used twice; paths must be unique")
         return self
 
     def document(self) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from workflow_engine.domain.definition import TriggerDefinition, WorkflowDefinit
 from workflow_engine.domain.status import RERUNNABLE, ExecutionStatus
 from workflow_engine.engine.cancel import CancelSignals
 from workflow_engine.engine.definition_checks import check_definition
+from workflow_engine.engine.event_triggers import TriggeredStart, start_event_triggers
 from workflow_engine.errors import (
     Conflict,
     DuplicateKey,
@@ -90,6 +91,15 @@ async def _check_on_failure(
         ) from None
     if target["archived_at"] is not None:
         raise InvalidDefinition(f"onFailure: the workflow {ref!r} is archived")
+
+
+@dataclass(frozen=True)
+class PostedEvent:
+    event_id: str
+    resumed: list[str]
+    """The waiting executions it woke."""
+    started: list[TriggeredStart]
+    """The executions its `event` triggers started."""
 
 
 @dataclass(frozen=True)
@@ -212,7 +222,10 @@ class EngineService:
             current = await wf_store.get_trigger(conn, trigger_id)
             if current["type"] != definition.type:
                 raise Conflict("a trigger's type cannot change; delete it and add a new one")
-            await wf_store.update_trigger(conn, trigger_id, definition)
+            workflow = await wf_store.get_workflow(conn, current["workflow_id"])
+            if workflow["archived_at"] is not None:
+                raise Conflict("the workflow is archived")
+            await wf_store.update_trigger(conn, current["workflow_id"], trigger_id, definition)
             await self._trigger_audit(
                 conn, actor, Action.TRIGGER_UPDATED, current["workflow_id"], trigger_id
             )
@@ -388,17 +401,19 @@ class EngineService:
         told.extend(Event.from_row(row, workflow_id) for row in rows)
         return ExecutionStatus.CANCELLED.value
 
-    async def post_event(self, name: str, key: str, data: Any) -> wait_store.PostedEvent:
+    async def post_event(self, name: str, key: str, data: Any) -> PostedEvent:
         """`POST /api/events`: wake every execution waiting for (name, key), once each (their
         waits get `data`); an event that met none is kept EVENT_RETENTION_MS for a wait that
-        registers later."""
+        registers later. In the same transaction, start every workflow whose `event` trigger
+        listens to `name` (engine/event_triggers.py)."""
         async with self.db.write() as conn:
             posted = await wait_store.post_event(
                 conn, name, key, data, retention_ms=self.event_retention_ms
             )
-        for execution_id in posted.resumed:
+            started = await start_event_triggers(conn, name, posted.event_id, data)
+        for execution_id in [*posted.resumed, *(s.execution_id for s in started)]:
             await self._enqueue(execution_id)
-        return posted
+        return PostedEvent(posted.event_id, posted.resumed, started)
 
     async def decide(
         self,

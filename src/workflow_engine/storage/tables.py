@@ -123,7 +123,14 @@ triggers = Table(
     Column("enabled", Boolean, nullable=False, default=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # What finds a trigger (DESIGN.md section 14), copied from `config` on save: an `event`
+    # trigger's event name; a signed webhook's path (unique; cleared when the workflow is
+    # archived, which frees the path).
+    Column("event_name", String(200)),
+    Column("hook_path", String(100)),
     Index("ix_triggers_workflow_id", "workflow_id"),
+    Index("ix_triggers_event_name", "event_name"),
+    Index("uq_triggers_hook_path", "hook_path", unique=True),
 )
 
 executions = Table(

@@ -10,9 +10,15 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from workflow_engine.domain.definition import TriggerDefinition, WorkflowDefinition
-from workflow_engine.errors import Conflict, NotFound
+from workflow_engine.domain.definition import (
+    EventTrigger,
+    TriggerDefinition,
+    WebhookTrigger,
+    WorkflowDefinition,
+)
+from workflow_engine.errors import Conflict, DuplicateKey, InvalidDefinition, NotFound
 from workflow_engine.ids import looks_like_id, new_id
+from workflow_engine.storage.db import translated_errors
 from workflow_engine.storage.pagination import Cursor, keyset_before
 from workflow_engine.storage.tables import triggers, workflow_steps, workflow_versions, workflows
 
@@ -138,8 +144,11 @@ async def archive_workflow(conn: AsyncConnection, workflow_id: str) -> None:
         .where(workflows.c.id == workflow_id, workflows.c.archived_at.is_(None))
         .values(archived_at=now, updated_at=now)
     )
+    # Its webhook paths are freed for other workflows (the config keeps what it was).
     await conn.execute(
-        update(triggers).where(triggers.c.workflow_id == workflow_id).values(enabled=False)
+        update(triggers)
+        .where(triggers.c.workflow_id == workflow_id)
+        .values(enabled=False, hook_path=None)
     )
 
 
@@ -186,8 +195,54 @@ async def version_step_ids(conn: AsyncConnection, version_id: str) -> dict[str, 
 
 
 def trigger_values(definition: TriggerDefinition) -> dict[str, Any]:
-    config = definition.model_dump(mode="json", exclude={"type", "enabled"})
-    return {"type": definition.type, "config": config, "enabled": definition.enabled}
+    # exclude_none: a webhook without a path keeps the config it always had (`{}`).
+    config = definition.model_dump(mode="json", exclude={"type", "enabled"}, exclude_none=True)
+    return {
+        "type": definition.type,
+        "config": config,
+        "enabled": definition.enabled,
+        "event_name": definition.event if isinstance(definition, EventTrigger) else None,
+        "hook_path": definition.path if isinstance(definition, WebhookTrigger) else None,
+    }
+
+
+async def _check_hook_paths(
+    conn: AsyncConnection, workflow_id: str, definitions: list[TriggerDefinition]
+) -> None:
+    """InvalidDefinition, naming it, if another workflow already serves one of their webhook
+    paths. The unique index catches the rest: a path taken by a trigger of the same workflow,
+    or by another workflow saved at the same time."""
+    paths = [d.path for d in definitions if isinstance(d, WebhookTrigger) and d.path]
+    if not paths:
+        return
+    taken = (
+        await conn.execute(
+            select(triggers.c.hook_path, workflows.c.name)
+            .join(workflows, workflows.c.id == triggers.c.workflow_id)
+            .where(triggers.c.hook_path.in_(paths), triggers.c.workflow_id != workflow_id)
+        )
+    ).first()
+    if taken is not None:
+        raise _path_taken(taken[0], taken[1])
+
+
+def _path_taken(path: str, workflow_name: str | None = None) -> InvalidDefinition:
+    by = f" by the workflow {workflow_name!r}" if workflow_name else ""
+    return InvalidDefinition(
+        f"webhook path {path!r} is already used{by}; each path serves one workflow"
+    )
+
+
+async def _write_trigger(conn: AsyncConnection, statement: Any, hook_path: str | None) -> None:
+    """Insert or update a trigger; a webhook path taken meanwhile (the unique index) is an
+    InvalidDefinition, and the transaction is rolled back by the raise."""
+    try:
+        with translated_errors():
+            await conn.execute(statement)
+    except DuplicateKey as exc:
+        if hook_path:
+            raise _path_taken(hook_path) from exc
+        raise
 
 
 async def replace_triggers(
@@ -198,7 +253,7 @@ async def replace_triggers(
     wanted = [trigger_values(d) for d in definitions]
     current = await list_triggers(conn, workflow_id)
     have = [{"type": t["type"], "config": t["config"], "enabled": t["enabled"]} for t in current]
-    if have == wanted:
+    if have == [{k: w[k] for k in ("type", "config", "enabled")} for w in wanted]:
         return False
     await conn.execute(triggers.delete().where(triggers.c.workflow_id == workflow_id))
     for definition in definitions:
@@ -211,26 +266,24 @@ async def create_trigger(
 ) -> str:
     now = _now()
     trigger_id = new_id()
-    await conn.execute(
-        triggers.insert().values(
-            id=trigger_id,
-            workflow_id=workflow_id,
-            created_at=now,
-            updated_at=now,
-            **trigger_values(definition),
-        )
+    await _check_hook_paths(conn, workflow_id, [definition])
+    values = trigger_values(definition)
+    statement = triggers.insert().values(
+        id=trigger_id, workflow_id=workflow_id, created_at=now, updated_at=now, **values
     )
+    await _write_trigger(conn, statement, values["hook_path"])
     return trigger_id
 
 
 async def update_trigger(
-    conn: AsyncConnection, trigger_id: str, definition: TriggerDefinition
+    conn: AsyncConnection, workflow_id: str, trigger_id: str, definition: TriggerDefinition
 ) -> None:
-    await conn.execute(
-        update(triggers)
-        .where(triggers.c.id == trigger_id)
-        .values(updated_at=_now(), **trigger_values(definition))
+    await _check_hook_paths(conn, workflow_id, [definition])
+    values = trigger_values(definition)
+    statement = (
+        update(triggers).where(triggers.c.id == trigger_id).values(updated_at=_now(), **values)
     )
+    await _write_trigger(conn, statement, values["hook_path"])
 
 
 async def delete_trigger(conn: AsyncConnection, trigger_id: str) -> None:
@@ -266,5 +319,29 @@ async def enabled_schedules(conn: AsyncConnection) -> list[RowMapping]:
             workflows.c.archived_at.is_(None),
             or_(workflows.c.active_version_id.is_not(None)),
         )
+    )
+    return list((await conn.execute(query)).mappings())
+
+
+async def hook_trigger(conn: AsyncConnection, path: str) -> RowMapping | None:
+    """The webhook trigger serving `/api/hooks/{path}` (a live workflow's), or None."""
+    query = select(triggers).where(triggers.c.hook_path == path, triggers.c.type == "webhook")
+    return (await conn.execute(query)).mappings().first()
+
+
+async def event_triggers(conn: AsyncConnection, event_name: str) -> list[RowMapping]:
+    """The enabled `event` triggers listening to `event_name`, of live workflows that have a
+    version, with the workflow's `active_version_id`."""
+    query = (
+        select(triggers, workflows.c.active_version_id)
+        .join(workflows, workflows.c.id == triggers.c.workflow_id)
+        .where(
+            triggers.c.event_name == event_name,
+            triggers.c.type == "event",
+            triggers.c.enabled.is_(True),
+            workflows.c.archived_at.is_(None),
+            workflows.c.active_version_id.is_not(None),
+        )
+        .order_by(triggers.c.created_at, triggers.c.id)
     )
     return list((await conn.execute(query)).mappings())

@@ -1,4 +1,5 @@
-"""Events: `POST /api/events` resumes the `wait` steps waiting for its name and key."""
+"""Events: `POST /api/events` resumes the `wait` steps waiting for its name and key and starts
+the workflows whose `event` triggers listen to its name."""
 
 from __future__ import annotations
 
@@ -37,6 +38,15 @@ EventBody = Annotated[
 async def post_event(engine: EngineDep, body: EventBody) -> Any:
     """Resume every execution whose `wait` step waits for this `name` and `key` (once each,
     however often the event is posted at once); its output is `data`. An event that meets no
-    wait is kept EVENT_RETENTION_MS for a wait that starts later (which consumes it)."""
+    wait is kept EVENT_RETENTION_MS for a wait that starts later (which consumes it). Also
+    starts every workflow with an `event` trigger for this `name` (input: `data`), listed in
+    `started`."""
     posted = await engine.service.post_event(body.name, body.key, body.data)
-    return {"eventId": posted.event_id, "matched": len(posted.resumed)}
+    return {
+        "eventId": posted.event_id,
+        "matched": len(posted.resumed),
+        "started": [
+            {"executionId": s.execution_id, "workflowId": s.workflow_id, "triggerId": s.trigger_id}
+            for s in posted.started
+        ],
+    }
