@@ -136,3 +136,35 @@ async def test_deltas_are_stored_compacted(
     assert 1 <= len(rows) <= len(tokens(content)) // 10, len(rows)
     stored = [json.loads(r["data"]) if isinstance(r["data"], str) else r["data"] for r in rows]
     assert "".join(data["delta"] for data in stored) == content
+
+
+async def test_a_stream_cut_short_is_retried_and_its_attempt_starts_over(
+    db_url: str, start_engine: StartEngine, fake: FakeLlm
+) -> None:
+    content = words(30)
+    fake.script(
+        "fake-model",
+        Answer(content, token_delay_s=0.03, cut_after=12),
+        Answer(content, token_delay_s=0.005),
+    )
+    running = await start(start_engine, db_url, llm_base_url=fake.url)
+    await running.create_workflow({**WORKFLOW, "retryBackoffMs": 10})
+    execution_id = await running.execute("streamed", {"q": "Tell me"})
+    body = await running.wait(execution_id)
+    assert body["status"] == "completed", body
+    assert body["steps"][0]["retryCount"] == 1
+    [retry] = [e["message"] for e in body["logs"] if "retrying in" in e["message"]]
+    assert "peer closed connection" in retry, retry
+    assert body["output"]["content"] == content
+    rows = await sql(
+        running,
+        "SELECT data FROM execution_events WHERE execution_id = :id AND type = 'step_delta'"
+        " ORDER BY seq",
+        id=execution_id,
+    )
+    stored = [json.loads(r["data"]) if isinstance(r["data"], str) else r["data"] for r in rows]
+    first = "".join(d["delta"] for d in stored if d["attempt"] == 1)
+    second = "".join(d["delta"] for d in stored if d["attempt"] == 2)
+    assert first and content.startswith(first) and len(first) < len(content)
+    assert second == content
+    assert [d["attempt"] for d in stored] == sorted(d["attempt"] for d in stored)

@@ -34,6 +34,8 @@ class Answer:
     """Default: one per streamed token (words, see `tokens`)."""
     token_delay_s: float = 0.0
     """Pause between streamed chunks (a model producing tokens)."""
+    cut_after: int | None = None
+    """Streamed: hang up after this many tokens, mid-body (a connection lost)."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._event({**base, "model": model, "choices": [_choice(delta, None)]})
             if answer.token_delay_s:
                 time.sleep(answer.token_delay_s)
+            if answer.cut_after is not None and n + 1 >= answer.cut_after:
+                self.close_connection = True  # no last chunk: the body ends short
+                return
         self._event({**base, "model": model, "choices": [_choice({}, answer.finish_reason)]})
         if include_usage:
             usage = _usage(answer, len(pieces))
