@@ -61,8 +61,9 @@ class DeltaStream:
 
     async def close(self) -> None:
         """Write what is left, then stop the timer (before the try's end is written)."""
-        await self.flush()  # after a write of the timer's in flight: the lock orders them
-        await self.discard()
+        if self._timer is not None or self._pending:
+            await self.flush()  # after a write of the timer's in flight: the lock orders them
+            await self.discard()
         if self._failed is not None:
             raise self._failed
 
@@ -71,17 +72,22 @@ class DeltaStream:
         self._pending.clear()
         self._size = 0
         timer, self._timer = self._timer, None
-        if timer is not None and timer is not asyncio.current_task():
+        if timer is not None:
             timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await timer
 
     async def _later(self) -> None:
+        """Write what waits every `interval_s` while anything does (pieces that arrive during
+        a write go with the next one)."""
         try:
-            await asyncio.sleep(self._interval_s)
-            self._timer = None
-            await self.flush()
+            while True:
+                await asyncio.sleep(self._interval_s)
+                await self.flush()
+                if not self._pending:
+                    break
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
             self._failed = exc
+        self._timer = None
