@@ -17,11 +17,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import httpx
-import jsonschema
-import openai
 from pydantic import Field, JsonValue, ValidationError, field_validator
 
 from workflow_engine.engine.secrets import MASK
@@ -29,6 +27,12 @@ from workflow_engine.errors import BlockedDestination, NonRetryableStepError, St
 
 from .base import StepConfig, StepContext, StepType
 from .http import parse_retry_after
+
+if TYPE_CHECKING:
+    import openai
+
+# `openai` (about a second to import) and `jsonschema` are imported where they are used, so that
+# a process that runs no llm step never pays for them.
 
 __all__ = ["LlmConfig", "LlmServer", "LlmStep"]
 
@@ -70,6 +74,8 @@ class LlmConfig(StepConfig):
     @classmethod
     def _valid_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is not None:
+            import jsonschema
+
             try:
                 jsonschema.validators.validator_for(value).check_schema(value)
             except jsonschema.SchemaError as exc:
@@ -98,6 +104,8 @@ class LlmStep(StepType):
     masked_fields: ClassVar[frozenset[str]] = frozenset({"apiKey"})
 
     async def run(self, config: Any, ctx: StepContext) -> Any:
+        import openai
+
         cfg = config if isinstance(config, LlmConfig) else _validate(config)
         base_url, api_key, http, timeout_s = _server(cfg, ctx)
         client = openai.AsyncOpenAI(
@@ -217,6 +225,8 @@ async def _streamed(
 def _checked_json(content: str, schema: dict[str, Any]) -> Any:
     """The answer parsed as JSON (inside a ``` fence too) and valid against `schema`; a
     retryable error otherwise: the next try may well answer right."""
+    import jsonschema
+
     text = _unfenced(content)
     try:
         value = json.loads(text)
@@ -243,6 +253,8 @@ def _unfenced(content: str) -> str:
 def _step_error(exc: BaseException, base_url: str, api_key: str | None) -> StepError:
     """The library's error as ours: 429, 408, 409 and 5xx retryable (after Retry-After), any
     other status not; connection failures retryable, a blocked destination not."""
+    import openai
+
     blocked = next((e for e in _chain(exc) if isinstance(e, BlockedDestination)), None)
     if blocked is not None:
         return blocked
