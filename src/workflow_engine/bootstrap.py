@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 
+import httpx
+
 from workflow_engine.engine.alerts import FailureAlerts, Failures
 from workflow_engine.engine.cancel import CancelSignals, LocalCancelSignals
 from workflow_engine.engine.endings import Endings
@@ -50,6 +52,7 @@ from workflow_engine.redis_support.key_revocations import RedisKeyRevocations
 from workflow_engine.redis_support.leader import RedisLeaderLock
 from workflow_engine.redis_support.schedules import BullSchedules
 from workflow_engine.settings import Settings
+from workflow_engine.steps.llm import LlmServer
 from workflow_engine.steps.plugins import load_registry
 from workflow_engine.steps.registry import StepRegistry
 from workflow_engine.storage import migrate
@@ -143,6 +146,8 @@ class Engine:
             except Exception:
                 log.exception("error while closing")
         await self.executor.http.aclose()
+        if self.executor.steps.llm is not None:
+            await self.executor.steps.llm.http.aclose()
         await self.db.dispose()
 
 
@@ -157,6 +162,22 @@ def key_revocations(settings: Settings) -> KeyRevocations:
 def key_ring(settings: Settings, db: Database) -> KeyRing:
     """The keys of `db`, for the API and for `workflow-engine keys`."""
     return KeyRing(db, key_revocations(settings), cache_ms=settings.api_key_cache_ms)
+
+
+def llm_server(settings: Settings) -> LlmServer:
+    """The operator's LLM server for llm steps without a `baseUrl`. Trusted: its host is exempt
+    from the SSRF guard (a local Ollama or vLLM is the usual case), nothing else is."""
+    host = httpx.URL(settings.llm_base_url).host
+    return LlmServer(
+        base_url=settings.llm_base_url,
+        api_key=settings.llm_api_key or None,
+        http=make_http_client(
+            [*settings.http_allowlist, host] if host else settings.http_allowlist,
+            allowlist_only=settings.http_allowlist_only,
+            timeout_s=settings.llm_timeout_ms / 1000,
+        ),
+        timeout_s=settings.llm_timeout_ms / 1000,
+    )
 
 
 # bullmq has no job timeout: this caps a handler; the executor enforces execution timeouts.
@@ -234,6 +255,7 @@ async def build(settings: Settings, *, registry: StepRegistry | None = None) -> 
             timeout_s=settings.http_timeout_ms / 1000,
         ),
         secrets=secrets,
+        llm=llm_server(settings),
         config=ExecutorConfig(
             lease_ms=settings.lease_ms,
             execution_timeout_ms=settings.execution_timeout_ms,

@@ -93,6 +93,21 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     secrets_prefix: str = "WORKFLOW_SECRET_"
 
+    # The `llm` step (steps/llm.py). The operator's server is trusted: it is reached even on a
+    # private address, unlike a step's own `baseUrl`, which goes through the SSRF guard.
+    llm_base_url: str = Field(
+        default="https://api.openai.com/v1",
+        description="OpenAI-compatible API of llm steps without a `baseUrl` (Ollama: "
+        "http://127.0.0.1:11434/v1)",
+    )
+    llm_api_key: str | None = Field(
+        default=None,
+        description="API key of llm steps without an `apiKey`; never stored or logged",
+    )
+    llm_timeout_ms: int = Field(
+        default=120_000, ge=1, description="Default timeout of one llm step's request"
+    )
+
     # The port each `workflow-engine workers` process serves `GET /metrics` on (Prometheus), bound
     # on HOST; docker-compose.yml and deploy/kubernetes/ publish it. `serve` answers /metrics on
     # its own port.
@@ -145,6 +160,14 @@ class Settings(BaseSettings):
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("llm_base_url")
+    @classmethod
+    def _llm_url(cls, value: str) -> str:
+        scheme, _, rest = value.partition("://")
+        if scheme not in ("http", "https") or not rest.strip("/"):
+            raise ValueError("LLM_BASE_URL must be an http(s) URL, e.g. http://127.0.0.1:11434/v1")
+        return value
 
     @property
     def resolved_database_url(self) -> str:

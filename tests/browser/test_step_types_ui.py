@@ -47,6 +47,7 @@ def test_the_editor_lists_step_types_and_flags_unknown_ones(page: Any, serve: Se
         "delay",
         "fail",
         "http",
+        "llm",
         "log",
         "map",
         "shout",

@@ -45,6 +45,7 @@ async def test_the_builtins_sorted_with_their_schemas(
         "delay",
         "fail",
         "http",
+        "llm",
         "log",
         "map",
         "transform",

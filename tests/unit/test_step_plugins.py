@@ -92,6 +92,7 @@ def test_without_plugins_only_the_builtins() -> None:
         "delay",
         "fail",
         "http",
+        "llm",
         "log",
         "map",
         "transform",

@@ -9,8 +9,8 @@ Two kinds of listeners:
 - rooms (`subscribe_workflow`, `subscribe_all`): live events only, one emit per event, for list
   pages: `started`, `waiting`, `resumed`, `completed`, `failed` and `cancelled`, plus the step
   events for clients that ask with `{"steps": true}`. A list needs no more, and with a hundred
-  clients every event a room carries costs a hundred frames. `log` events go to execution
-  subscribers only.
+  clients every event a room carries costs a hundred frames. `log` and `step_delta` events go
+  to execution subscribers only.
 
 The bus callback only puts the event in a queue, so a slow browser never slows the executor.
 """

@@ -44,6 +44,9 @@ class EventType(StrEnum):
     """A step parked the execution: `stepKey`, and `until` and/or `event` (`{name, key}`)."""
     RESUMED = "resumed"
     """A parked step ended its wait: `stepKey`, `reason` (`time`, `event` or `timeout`)."""
+    STEP_DELTA = "step_delta"
+    """A piece of a running step's output (an llm step's tokens): `stepKey`, `attempt`, `delta`.
+    The deltas of one try, in `seq` order, add up to its text (engine/deltas.py)."""
 
 
 FINAL_STATUSES = frozenset(

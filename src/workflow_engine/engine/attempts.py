@@ -26,10 +26,12 @@ from workflow_engine.engine.branches import (
     StepStopped,
     stoppable,
 )
+from workflow_engine.engine.deltas import DeltaStream
 from workflow_engine.engine.journal import Journal, jsonable
-from workflow_engine.engine.secrets import Secrets
+from workflow_engine.engine.secrets import MASK, Secrets
 from workflow_engine.errors import LeaseLost, NonRetryableStepError, StepError, StepTimeout
 from workflow_engine.steps.base import RunChild, StepContext
+from workflow_engine.steps.llm import LlmServer
 from workflow_engine.steps.registry import StepRegistry
 from workflow_engine.telemetry import tracing
 
@@ -69,11 +71,17 @@ class Attempt:
 
 class StepRunner:
     def __init__(
-        self, *, registry: StepRegistry, secrets: Secrets, http: httpx.AsyncClient
+        self,
+        *,
+        registry: StepRegistry,
+        secrets: Secrets,
+        http: httpx.AsyncClient,
+        llm: LlmServer | None = None,
     ) -> None:
         self.registry = registry
         self.secrets = secrets
         self.http = http
+        self.llm = llm
 
     async def run(self, spec: StepSpec, state: cp.StepState, at: Attempt) -> Outcome:
         condition_error: StepError | None = None
@@ -86,6 +94,7 @@ class StepRunner:
         state.started_at = state.started_at or cp.now()
         while True:
             stored_input: Any = None
+            deltas = DeltaStream(partial(_write_delta, at.journal, state))
             # Tracing off: the shared no-op span (see telemetry/tracing.py).
             span = tracing.step_attempt(
                 at.execution_id, state.ref.key, state.ref.step_id, spec.type, state.attempt
@@ -101,7 +110,7 @@ class StepRunner:
                 config, stored_input = await self.render_config(
                     spec.config, at.context, step_type.secret_fields
                 )
-                stored_input = jsonable(stored_input)
+                stored_input = jsonable(masked(stored_input, step_type.masked_fields))
                 try:
                     parsed = step_type.validate_config(config)
                 except ValidationError as exc:
@@ -118,14 +127,19 @@ class StepRunner:
                     ),
                     run_child=at.run_child(state) if at.run_child is not None else None,
                     traceparent=span.traceparent,
+                    delta=deltas.add,
+                    llm=self.llm,
                 )
                 attempt = partial(_timed, partial(step_type.run, parsed, ctx), spec.timeoutMs)
                 output = await stoppable(at.halt, metrics.timed_step(spec.type, attempt))
                 stored_output = self.secrets.redact(jsonable(output))
+                await deltas.close()  # the streamed text is stored before the step's end
             except (StepStopped, LeaseLost, asyncio.CancelledError):
+                await deltas.discard()
                 span.end("stopped")
                 raise
             except Exception as exc:
+                await deltas.discard()
                 error = self.secrets.redact(error_text(exc))
                 retry_after = exc.retry_after_ms if isinstance(exc, StepError) else None
                 decision = decide(
@@ -163,6 +177,17 @@ class StepRunner:
         for field in secret:
             rendered[field] = await templates.render_async(config[field], real)
         return rendered, stored
+
+
+def masked(stored: Any, fields: frozenset[str]) -> Any:
+    """The stored config with the step type's `masked_fields` masked (when they hold a value)."""
+    if not fields or not isinstance(stored, dict):
+        return stored
+    return {k: MASK if k in fields and v is not None else v for k, v in stored.items()}
+
+
+async def _write_delta(journal: Journal, state: cp.StepState, text: str) -> None:
+    await journal.write(cp.step_delta(state, text))
 
 
 async def _timed(start: Callable[[], Awaitable[T]], timeout_ms: int | None) -> T:

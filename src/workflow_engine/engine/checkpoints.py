@@ -141,6 +141,12 @@ def step_started(state: StepState, stored_input: Any) -> Checkpoint:
     )
 
 
+def step_delta(state: StepState, text: str) -> Checkpoint:
+    """A piece of the running step's output, for live subscribers (no step row change)."""
+    fields = {**state.ref.fields(), "attempt": state.attempt, "delta": text}
+    return Checkpoint(events=((EventType.STEP_DELTA, fields),))
+
+
 def step_retrying(
     state: StepState, stored_input: Any, error: str, max_attempts: int, delay_ms: int
 ) -> Checkpoint:

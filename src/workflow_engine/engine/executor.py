@@ -49,6 +49,7 @@ from workflow_engine.engine.waits import WaitRunner, parks
 from workflow_engine.errors import LeaseLost, StepError
 from workflow_engine.events.bus import EventBus
 from workflow_engine.ids import worker_id
+from workflow_engine.steps.llm import LlmServer
 from workflow_engine.steps.registry import StepRegistry
 from workflow_engine.storage import executions as store
 from workflow_engine.storage import waits as wait_store
@@ -140,6 +141,7 @@ class Executor:
         config: ExecutorConfig,
         versions: VersionCache | None = None,
         alerts: FailureAlerts | None = None,
+        llm: LlmServer | None = None,
     ) -> None:
         from workflow_engine.engine.children import ChildExecutions
         from workflow_engine.engine.mapping import MapRunner
@@ -154,7 +156,7 @@ class Executor:
         self.versions = versions or VersionCache(db)
         self.alerts = alerts or FailureAlerts(db)
         self.writer = ExecutionWriter(db, lease_ms=config.lease_ms)
-        self.steps = StepRunner(registry=registry, secrets=secrets, http=http)
+        self.steps = StepRunner(registry=registry, secrets=secrets, http=http, llm=llm)
         self.maps = MapRunner(self)
         self.children = ChildExecutions(self)
         self.waits = WaitRunner(self, durable_delay_min_ms=config.durable_delay_min_ms)

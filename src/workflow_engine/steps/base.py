@@ -5,10 +5,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from workflow_engine.steps.llm import LlmServer
 
 LogFn = Callable[[str, str, dict[str, Any] | None], Awaitable[None]]
 """log(level, message, metadata): writes an execution_logs row and emits a `log` event."""
@@ -17,6 +20,10 @@ RunChild = Callable[[str, Any], Awaitable[Any]]
 """run_child(workflow id or name, input): runs a child execution of that workflow (linked to this
 step, started once per try however often the parent is delivered) and returns its output; raises
 `StepError` if the child fails or is cancelled."""
+
+DeltaFn = Callable[[str], Awaitable[None]]
+"""delta(text): a piece of the step's output as it is made (an llm step's tokens): sent to the
+execution's subscribers as `step_delta` events, compacted (engine/deltas.py)."""
 
 
 class StepConfig(BaseModel):
@@ -39,6 +46,9 @@ class StepContext:
     traceparent: str | None = None
     """The W3C `traceparent` of this try's span while tracing is on (OTEL_EXPORTER_OTLP_ENDPOINT),
     for a step that calls other services to send along (the http step does); None otherwise."""
+    delta: DeltaFn | None = None
+    llm: LlmServer | None = None
+    """The operator's OpenAI-compatible server (LLM_BASE_URL, LLM_API_KEY), for the llm step."""
 
     @property
     def idempotency_key(self) -> str:
@@ -54,6 +64,9 @@ class StepType(ABC):
     secret_fields: ClassVar[frozenset[str]] = frozenset()
     """Top-level config fields whose templates may read `secrets` (an http step's `headers`).
     Everywhere else `secrets` is refused when the workflow is saved, and renders masked."""
+    masked_fields: ClassVar[frozenset[str]] = frozenset()
+    """Top-level config fields stored masked whatever they hold (an llm step's `apiKey`, even
+    written out in the workflow rather than read from a secret)."""
 
     def validate_config(self, config: dict[str, Any]) -> StepConfig:
         """Validate a rendered config; raises pydantic.ValidationError."""

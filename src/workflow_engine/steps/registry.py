@@ -73,6 +73,7 @@ def default_registry() -> StepRegistry:
     from workflow_engine.steps.delay import DelayStep
     from workflow_engine.steps.fail import FailStep
     from workflow_engine.steps.http import HttpStep
+    from workflow_engine.steps.llm import LlmStep
     from workflow_engine.steps.log import LogStep
     from workflow_engine.steps.map import MapStep
     from workflow_engine.steps.transform import TransformStep
@@ -81,6 +82,6 @@ def default_registry() -> StepRegistry:
 
     registry = StepRegistry()
     built_in = (TransformStep(), HttpStep(), DelayStep(), LogStep(), FailStep(), MapStep())
-    for step_type in (*built_in, WorkflowStep(), WaitStep(), ApprovalStep()):
+    for step_type in (*built_in, WorkflowStep(), WaitStep(), ApprovalStep(), LlmStep()):
         registry.register(step_type, source=BUILTIN)
     return registry

@@ -7,6 +7,10 @@
   const head = document.getElementById("execution-head");
   const id = head.dataset.executionId;
   let lastSeq = Number(head.dataset.lastSeq || 0);
+  // A streaming step's text is shown from its first delta even when the page was rendered
+  // mid-stream: the first subscription then replays from seq 0, and the events the page already
+  // shows are skipped, all but the deltas.
+  let deltaSeq = 0;
   const logs = document.getElementById("logs");
   const cancelButton = document.getElementById("cancel-button");
   const rerunButton = document.getElementById("rerun-button");
@@ -91,6 +95,18 @@
     }));
     document.getElementById("audit-empty").hidden = true;
     document.getElementById("audit-card").hidden = false;
+  }
+
+  // An llm step's answer as it streams (`step_delta`); a new attempt starts it over.
+  function addDelta(p) {
+    const el = p.index === undefined || p.index === null ? Timeline.row(p.stepKey) : Timeline.item(p.stepKey, p.index);
+    if (!el) return;
+    const box = field(el, "stream");
+    if (box.dataset.attempt !== String(p.attempt)) { box.textContent = ""; box.dataset.attempt = String(p.attempt); }
+    const follow = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+    box.textContent += p.delta;
+    box.hidden = false;
+    if (follow) box.scrollTop = box.scrollHeight;
   }
 
   function addLog(p) {
@@ -230,6 +246,12 @@
 
   function onEvent(name, p) {
     if (!p || p.executionId !== id) return;
+    if (name === "step_delta") {
+      if (p.seq <= deltaSeq) return;
+      deltaSeq = p.seq;
+      if (p.seq > lastSeq) lastSeq = p.seq;
+      return addDelta(p);
+    }
     if (p.seq <= lastSeq) return;
     lastSeq = p.seq;
     Timeline.noteServerTime(p.timestamp);
@@ -277,6 +299,7 @@
   }));
 
   // On every (re)connect, resume after the last event shown: the server replays what we missed.
-  const socket = WE.connect((s) => s.emit("subscribe", { executionId: id, afterSeq: lastSeq }));
+  const streaming = () => document.querySelector('.step[data-type="llm"][data-status="running"]');
+  const socket = WE.connect((s) => s.emit("subscribe", { executionId: id, afterSeq: deltaSeq === 0 && streaming() ? 0 : lastSeq }));
   socket.onAny(onEvent);
 })();

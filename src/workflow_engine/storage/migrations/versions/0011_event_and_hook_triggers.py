@@ -5,7 +5,7 @@ the workflows listening to it) and `hook_path` (a signed webhook's path under `/
 unique: two workflows cannot serve one path). Existing triggers have neither.
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-11-30
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

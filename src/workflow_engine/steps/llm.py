@@ -1,0 +1,308 @@
+"""The `llm` step type: one chat completion on an OpenAI-compatible server (DESIGN.md section 14).
+
+It goes through the official `openai` library on our own HTTP clients, with the library's retries
+off (the engine retries: 429 and 5xx honouring `Retry-After`; 400/401/403/404 fail at once):
+- without a `baseUrl`, to the operator's server (LLM_BASE_URL, LLM_API_KEY): trusted, so reached
+  even on a private address (its host is exempt from the SSRF guard);
+- with a `baseUrl`, through the engine's guarded client like any http step, and with the step's
+  own `apiKey` only: the operator's key is never sent to a server a workflow names.
+
+The API key never reaches a stored row, log, event or error: `apiKey` is stored masked, and the
+key is cut out of any error text the server sends back. With `stream`, the tokens go to
+`ctx.delta` as they arrive (compacted into `step_delta` events: engine/deltas.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import httpx
+from pydantic import Field, JsonValue, ValidationError, field_validator
+
+from workflow_engine.engine.secrets import MASK
+from workflow_engine.errors import BlockedDestination, NonRetryableStepError, StepError
+
+from .base import StepConfig, StepContext, StepType
+from .http import parse_retry_after
+
+if TYPE_CHECKING:
+    import openai
+
+# `openai` (about a second to import) and `jsonschema` are imported where they are used, so that
+# a process that runs no llm step never pays for them.
+
+__all__ = ["LlmConfig", "LlmServer", "LlmStep"]
+
+_RETRYABLE_STATUSES = frozenset({408, 409, 429})
+_ERROR_CHARS = 500
+
+
+@dataclass(frozen=True)
+class LlmServer:
+    """The operator's OpenAI-compatible server (LLM_BASE_URL, LLM_API_KEY, LLM_TIMEOUT_MS) and
+    the client that reaches it (its host exempt from the SSRF guard: bootstrap.py)."""
+
+    base_url: str
+    api_key: str | None
+    http: httpx.AsyncClient
+    timeout_s: float = 120.0
+
+
+class Message(StepConfig):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[dict[str, JsonValue]]
+    name: str | None = None
+
+
+class LlmConfig(StepConfig):
+    """Config of an `llm` step."""
+
+    model: str = Field(min_length=1)
+    messages: list[Message] = Field(min_length=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    maxTokens: int | None = Field(default=None, gt=0)
+    responseSchema: dict[str, Any] | None = None
+    stream: bool = False
+    baseUrl: str | None = None
+    apiKey: str | None = None
+    timeoutMs: int | None = Field(default=None, gt=0)
+
+    @field_validator("responseSchema")
+    @classmethod
+    def _valid_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            import jsonschema
+
+            try:
+                jsonschema.validators.validator_for(value).check_schema(value)
+            except jsonschema.SchemaError as exc:
+                raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+        return value
+
+    @field_validator("baseUrl")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                url = httpx.URL(value)
+            except httpx.InvalidURL as exc:
+                raise ValueError(f"invalid URL: {exc}") from None
+            if url.scheme not in ("http", "https") or not url.host:
+                raise ValueError("must be an http or https URL with a host")
+        return value
+
+
+class LlmStep(StepType):
+    """Ask a model (any OpenAI-compatible server); output is the answer and its token usage."""
+
+    name: ClassVar[str] = "llm"
+    config_model: ClassVar[type[StepConfig]] = LlmConfig
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"apiKey"})
+    masked_fields: ClassVar[frozenset[str]] = frozenset({"apiKey"})
+
+    async def run(self, config: Any, ctx: StepContext) -> Any:
+        import openai
+
+        cfg = config if isinstance(config, LlmConfig) else _validate(config)
+        base_url, api_key, http, timeout_s = _server(cfg, ctx)
+        client = openai.AsyncOpenAI(
+            api_key=api_key or "no-key",  # no key: no Authorization header (below)
+            base_url=base_url,
+            http_client=http,
+            max_retries=0,
+            timeout=timeout_s,
+        )
+        request: dict[str, Any] = {
+            "model": cfg.model,
+            "messages": [m.model_dump(exclude_none=True) for m in cfg.messages],
+            "extra_headers": {
+                "Idempotency-Key": ctx.idempotency_key,
+                **({} if api_key else {"Authorization": openai.omit}),
+            },
+        }
+        if cfg.temperature is not None:
+            request["temperature"] = cfg.temperature
+        if cfg.maxTokens is not None:
+            request["max_tokens"] = cfg.maxTokens
+        try:
+            if cfg.stream:
+                answer = await _streamed(client, request, ctx)
+            else:
+                answer = _answer(await client.chat.completions.create(**request))
+        except (openai.OpenAIError, httpx.HTTPError) as exc:
+            raise _step_error(exc, base_url, api_key) from None
+        if cfg.responseSchema is not None:
+            answer["json"] = _checked_json(answer["content"], cfg.responseSchema)
+        return answer
+
+
+def _validate(config: Any) -> LlmConfig:
+    try:
+        return LlmConfig.model_validate(config)
+    except ValidationError as exc:
+        raise NonRetryableStepError(f"Invalid llm step config: {exc}") from exc
+
+
+def _server(cfg: LlmConfig, ctx: StepContext) -> tuple[str, str | None, httpx.AsyncClient, float]:
+    """(base URL, API key, client, timeout in s): the step's own server through the guarded
+    client, else the operator's."""
+    timeout_s = cfg.timeoutMs / 1000 if cfg.timeoutMs else None
+    if cfg.baseUrl is not None:
+        default_s = ctx.llm.timeout_s if ctx.llm is not None else 120.0
+        return cfg.baseUrl, cfg.apiKey, ctx.http, timeout_s or default_s
+    if ctx.llm is None:
+        raise NonRetryableStepError("No LLM server: set LLM_BASE_URL or the step's baseUrl")
+    return (
+        ctx.llm.base_url,
+        cfg.apiKey or ctx.llm.api_key,
+        ctx.llm.http,
+        timeout_s or ctx.llm.timeout_s,
+    )
+
+
+def _usage(usage: Any) -> dict[str, int | None]:
+    return {
+        "promptTokens": getattr(usage, "prompt_tokens", None),
+        "completionTokens": getattr(usage, "completion_tokens", None),
+        "totalTokens": getattr(usage, "total_tokens", None),
+    }
+
+
+def _answer(completion: Any) -> dict[str, Any]:
+    choices = completion.choices or []
+    if not choices:
+        raise StepError("The LLM server answered without a choice")
+    choice = choices[0]
+    return {
+        "content": choice.message.content or "",
+        "json": None,
+        "model": completion.model,
+        "finishReason": choice.finish_reason,
+        "usage": _usage(completion.usage),
+    }
+
+
+async def _streamed(
+    client: openai.AsyncOpenAI, request: dict[str, Any], ctx: StepContext
+) -> dict[str, Any]:
+    """The answer of a streamed completion; each piece goes to `ctx.delta` as it arrives."""
+    stream = await client.chat.completions.create(
+        **request, stream=True, stream_options={"include_usage": True}
+    )
+    pieces: list[str] = []
+    model: str | None = None
+    finish: str | None = None
+    usage: Any = None
+    try:
+        async for chunk in stream:
+            model = chunk.model or model
+            if chunk.usage is not None:
+                usage = chunk.usage
+            for choice in chunk.choices:
+                if choice.index != 0:
+                    continue
+                if choice.finish_reason is not None:
+                    finish = choice.finish_reason
+                text = choice.delta.content if choice.delta is not None else None
+                if text:
+                    pieces.append(text)
+                    if ctx.delta is not None:
+                        await ctx.delta(text)
+    finally:
+        await stream.close()
+    return {
+        "content": "".join(pieces),
+        "json": None,
+        "model": model,
+        "finishReason": finish,
+        "usage": _usage(usage),
+    }
+
+
+def _checked_json(content: str, schema: dict[str, Any]) -> Any:
+    """The answer parsed as JSON (inside a ``` fence too) and valid against `schema`; a
+    retryable error otherwise: the next try may well answer right."""
+    import jsonschema
+
+    text = _unfenced(content)
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise StepError(f"The answer is not JSON ({exc}): {content[:200]!r}") from None
+    errors = sorted(
+        jsonschema.validators.validator_for(schema)(schema).iter_errors(value),
+        key=lambda e: list(e.path),
+    )
+    if errors:
+        first = errors[0]
+        where = "/".join(str(p) for p in first.path) or "(root)"
+        raise StepError(f"The answer does not match responseSchema at {where}: {first.message}")
+    return value
+
+
+def _unfenced(content: str) -> str:
+    text = content.strip()
+    if text.startswith("```") and text.endswith("```") and "\n" in text:
+        return text[text.index("\n") + 1 : -3].strip()
+    return text
+
+
+def _step_error(exc: BaseException, base_url: str, api_key: str | None) -> StepError:
+    """The library's error as ours: 429, 408, 409 and 5xx retryable (after Retry-After), any
+    other status not; connection failures retryable, a blocked destination not."""
+    import openai
+
+    blocked = next((e for e in _chain(exc) if isinstance(e, BlockedDestination)), None)
+    if blocked is not None:
+        return blocked
+    where = _display(base_url)
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        message = f"LLM server {where} answered {status}: {_hide(_message(exc), api_key)}"
+        if status in _RETRYABLE_STATUSES or status >= 500:
+            return StepError(message, retry_after_ms=_retry_after(exc.response))
+        return NonRetryableStepError(message)
+    if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):
+        return StepError(f"LLM request to {where} timed out")
+    if isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__ or exc
+        return StepError(f"Could not reach the LLM server {where}: {_hide(str(cause), api_key)}")
+    return StepError(f"LLM request to {where} failed: {_hide(str(exc), api_key)}")
+
+
+def _message(exc: openai.APIStatusError) -> str:
+    """The server's own message (`{"error": {"message": ...}}`), else the library's text."""
+    body = exc.body
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return str(body["message"])[:_ERROR_CHARS]
+    return exc.message[:_ERROR_CHARS]
+
+
+def _retry_after(response: httpx.Response) -> int | None:
+    """Retry-After, or OpenAI's finer `retry-after-ms`, as milliseconds."""
+    raw_ms = response.headers.get("retry-after-ms", "")
+    try:
+        return max(0, round(float(raw_ms)))
+    except ValueError:
+        return parse_retry_after(response.headers.get("retry-after"))
+
+
+def _hide(text: str, api_key: str | None) -> str:
+    return text.replace(api_key, MASK) if api_key and len(api_key) >= 4 else text
+
+
+def _display(base_url: str) -> str:
+    url = httpx.URL(base_url)
+    return str(url.copy_with(userinfo=b"", query=None, fragment=None))
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        yield current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
