@@ -7,9 +7,12 @@ It speaks the chat completions protocol as OpenAI does: `POST /v1/chat/completio
 `data: [DONE]`. Errors have OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`.
 
 What it answers is scripted per model: `script(model, reply, reply, ...)`; the n-th request for a
-model gets the n-th reply (the last one again after that). With `api_key` set, a request without
-`Authorization: Bearer <api_key>` gets 401, its message quoting the key it was given (OpenAI
-quotes part of it; quoting all of it is what a test of key hiding wants).
+model gets the n-th reply (the last one again after that). A reply may call tools
+(`Answer("", tool_calls=(Call("lookup", {"id": 1}), ...))`, ids `call_{request}_{n}`); every
+request is kept (`requests(model)`), so a test sees what each turn sent back (the tool results).
+With `api_key` set, a request without `Authorization: Bearer <api_key>` gets 401, its message
+quoting the key it was given (OpenAI quotes part of it; quoting all of it is what a test of key
+hiding wants).
 """
 
 from __future__ import annotations
@@ -26,8 +29,18 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class Call:
+    """A tool call in a scripted answer: `arguments` a JSON text (sent as is) or a value."""
+
+    name: str
+    arguments: Any = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Answer:
     content: str
+    tool_calls: tuple[Call, ...] = ()
+    """Non-streamed only: the answer calls these tools (`finish_reason` `tool_calls`)."""
     finish_reason: str = "stop"
     prompt_tokens: int = 11
     completion_tokens: int | None = None
@@ -118,6 +131,7 @@ class _Handler(BaseHTTPRequestHandler):
             seen.append(Request(model, body, headers, time.time()))
             script = self.server.scripts.get(model)
             reply = script[min(len(seen), len(script)) - 1] if script else None
+            number = len(seen)
         expected = self.server.api_key
         given = headers.get("authorization", "").removeprefix("Bearer ")
         if expected is not None and given != expected:
@@ -138,7 +152,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._stream(
                 model, reply, bool((body.get("stream_options") or {}).get("include_usage"))
             )
-        return self._json(200, _completion(model, reply))
+        return self._json(200, _completion(model, reply, number))
 
     def _stream(self, model: str, answer: Answer, include_usage: bool) -> None:
         self.send_response(200)
@@ -186,7 +200,28 @@ def _usage(answer: Answer, streamed: int) -> dict[str, int]:
     }
 
 
-def _completion(model: str, answer: Answer) -> dict[str, Any]:
+def _completion(model: str, answer: Answer, number: int) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": answer.content or None,
+        "refusal": None,
+    }
+    finish = answer.finish_reason
+    if answer.tool_calls:
+        message["tool_calls"] = [
+            {
+                "id": f"call_{number}_{n}",
+                "type": "function",
+                "function": {
+                    "name": call.name,
+                    "arguments": call.arguments
+                    if isinstance(call.arguments, str)
+                    else json.dumps(call.arguments),
+                },
+            }
+            for n, call in enumerate(answer.tool_calls)
+        ]
+        finish = "tool_calls" if finish == "stop" else finish
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
@@ -195,9 +230,9 @@ def _completion(model: str, answer: Answer) -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": answer.content, "refusal": None},
+                "message": message,
                 "logprobs": None,
-                "finish_reason": answer.finish_reason,
+                "finish_reason": finish,
             }
         ],
         "usage": _usage(answer, len(tokens(answer.content))),

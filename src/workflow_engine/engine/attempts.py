@@ -30,7 +30,7 @@ from workflow_engine.engine.deltas import DeltaStream
 from workflow_engine.engine.journal import Journal, jsonable
 from workflow_engine.engine.secrets import MASK, Secrets
 from workflow_engine.errors import LeaseLost, NonRetryableStepError, StepError, StepTimeout
-from workflow_engine.steps.base import RunChild, StepContext
+from workflow_engine.steps.base import RunChild, StepContext, ToolRunner
 from workflow_engine.steps.llm import LlmServer
 from workflow_engine.steps.registry import StepRegistry
 from workflow_engine.telemetry import tracing
@@ -67,6 +67,7 @@ class Attempt:
     context: dict[str, Any]
     count_retry: Callable[[], None]
     run_child: Callable[[cp.StepState], RunChild] | None = None
+    tools: Callable[[cp.StepState], ToolRunner] | None = None
 
 
 class StepRunner:
@@ -129,6 +130,9 @@ class StepRunner:
                     traceparent=span.traceparent,
                     delta=deltas.add,
                     llm=self.llm,
+                    progress=state.progress,
+                    save_progress=partial(_save_progress, at.journal, state),
+                    tools=at.tools(state) if at.tools is not None else None,
                 )
                 attempt = partial(_timed, partial(step_type.run, parsed, ctx), spec.timeoutMs)
                 output = await stoppable(at.halt, metrics.timed_step(spec.type, attempt))
@@ -184,6 +188,14 @@ def masked(stored: Any, fields: frozenset[str]) -> Any:
     if not fields or not isinstance(stored, dict):
         return stored
     return {k: MASK if k in fields and v is not None else v for k, v in stored.items()}
+
+
+async def _save_progress(
+    journal: Journal, state: cp.StepState, progress: Any, message: str | None
+) -> None:
+    stored = jsonable(progress)
+    await journal.write(cp.step_progress(state, stored, message))
+    state.progress = stored
 
 
 async def _write_delta(journal: Journal, state: cp.StepState, text: str) -> None:

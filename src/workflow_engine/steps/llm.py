@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import httpx
-from pydantic import Field, JsonValue, ValidationError, field_validator
+from pydantic import Field, JsonValue, ValidationError, field_validator, model_validator
 
 from workflow_engine.engine.secrets import MASK
 from workflow_engine.errors import BlockedDestination, NonRetryableStepError, StepError
 
 from .base import StepConfig, StepContext, StepType
 from .http import parse_retry_after
+from .llm_tools import DEFAULT_MAX_TURNS, ToolCall, run_with_tools
 
 if TYPE_CHECKING:
     import openai
@@ -38,6 +39,7 @@ __all__ = ["LlmConfig", "LlmServer", "LlmStep"]
 
 _RETRYABLE_STATUSES = frozenset({408, 409, 429})
 _ERROR_CHARS = 500
+MAX_TOOLS = 32
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,19 @@ class LlmConfig(StepConfig):
     baseUrl: str | None = None
     apiKey: str | None = None
     timeoutMs: int | None = Field(default=None, gt=0)
+    tools: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_TOOLS,
+        description="Workflows (ids or names) the model may call as tools: steps/llm_tools.py",
+    )
+    maxTurns: int = Field(default=DEFAULT_MAX_TURNS, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _tools_not_streamed(self) -> LlmConfig:
+        if self.tools and self.stream:
+            raise ValueError("stream cannot be used with tools (yet)")
+        return self
 
     @field_validator("responseSchema")
     @classmethod
@@ -115,25 +130,39 @@ class LlmStep(StepType):
             max_retries=0,
             timeout=timeout_s,
         )
-        request: dict[str, Any] = {
-            "model": cfg.model,
-            "messages": [m.model_dump(exclude_none=True) for m in cfg.messages],
-            "extra_headers": {
-                "Idempotency-Key": ctx.idempotency_key,
-                **({} if api_key else {"Authorization": openai.omit}),
-            },
-        }
-        if cfg.temperature is not None:
-            request["temperature"] = cfg.temperature
-        if cfg.maxTokens is not None:
-            request["max_tokens"] = cfg.maxTokens
-        try:
-            if cfg.stream:
-                answer = await _streamed(client, request, ctx)
-            else:
-                answer = _answer(await client.chat.completions.create(**request))
-        except (openai.OpenAIError, httpx.HTTPError) as exc:
-            raise _step_error(exc, base_url, api_key) from None
+        messages = [m.model_dump(exclude_none=True) for m in cfg.messages]
+
+        async def ask(
+            messages: list[dict[str, Any]], tools: list[dict[str, Any]], turn: int
+        ) -> tuple[dict[str, Any], list[ToolCall]]:
+            """One model request (turn 0, or a later turn of a tool loop)."""
+            key = ctx.idempotency_key if turn == 0 else f"{ctx.idempotency_key}:{turn}"
+            request: dict[str, Any] = {
+                "model": cfg.model,
+                "messages": messages,
+                "extra_headers": {
+                    "Idempotency-Key": key,
+                    **({} if api_key else {"Authorization": openai.omit}),
+                },
+            }
+            if tools:
+                request["tools"] = tools
+            if cfg.temperature is not None:
+                request["temperature"] = cfg.temperature
+            if cfg.maxTokens is not None:
+                request["max_tokens"] = cfg.maxTokens
+            try:
+                if cfg.stream:
+                    return await _streamed(client, request, ctx), []
+                completion = await client.chat.completions.create(**request)
+            except (openai.OpenAIError, httpx.HTTPError) as exc:
+                raise _step_error(exc, base_url, api_key) from None
+            return _answer(completion), _tool_calls(completion)
+
+        if cfg.tools:
+            answer = await run_with_tools(cfg.tools, cfg.maxTurns, messages, ctx, ask)
+        else:
+            answer, _ = await ask(messages, [], 0)
         if cfg.responseSchema is not None:
             answer["json"] = _checked_json(answer["content"], cfg.responseSchema)
         return answer
@@ -183,6 +212,16 @@ def _answer(completion: Any) -> dict[str, Any]:
         "finishReason": choice.finish_reason,
         "usage": _usage(completion.usage),
     }
+
+
+def _tool_calls(completion: Any) -> list[ToolCall]:
+    choices = completion.choices or []
+    calls = (choices[0].message.tool_calls or []) if choices else []
+    return [
+        ToolCall(id=call.id, name=call.function.name, arguments=call.function.arguments or "")
+        for call in calls
+        if getattr(call, "function", None) is not None
+    ]
 
 
 async def _streamed(
