@@ -21,7 +21,7 @@ import json
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -85,6 +85,7 @@ class _Server(ThreadingHTTPServer):
         self.api_key = api_key
         self.lock = threading.Lock()
         self.scripts: dict[str, list[Reply]] = {}
+        self.responders: dict[str, Callable[[dict[str, Any]], Reply]] = {}
         self.requests: dict[str, list[Request]] = defaultdict(list)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -131,6 +132,9 @@ class _Handler(BaseHTTPRequestHandler):
             seen.append(Request(model, body, headers, time.time()))
             script = self.server.scripts.get(model)
             reply = script[min(len(seen), len(script)) - 1] if script else None
+            responder = self.server.responders.get(model)
+            if responder is not None:
+                reply = responder(body)
             number = len(seen)
         expected = self.server.api_key
         given = headers.get("authorization", "").removeprefix("Bearer ")
@@ -249,6 +253,12 @@ class FakeLlm:
     def script(self, model: str, *replies: Reply) -> None:
         with self._server.lock:
             self._server.scripts[model] = list(replies)
+
+    def respond(self, model: str, reply: Callable[[dict[str, Any]], Reply]) -> None:
+        """Answer every request for `model` with `reply(request body)` (requests sent at once,
+        whose order is not known, each get their own answer)."""
+        with self._server.lock:
+            self._server.responders[model] = reply
 
     def requests(self, model: str) -> list[Request]:
         with self._server.lock:
