@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import Running, StartEngine
 from tests.support.fake_llm import Answer, Call, FakeLlm, run_fake_llm
 from tests.support.flows import sql, start
+from tests.support.pages import page
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -202,3 +203,26 @@ async def test_an_input_schema_that_is_no_schema_is_refused_at_save(
     assert response.status_code == 422, response.text
     assert "inputSchema" in response.text and "not a valid JSON Schema" in response.text
     assert (await running.client.get("/api/workflows/double")).status_code == 404
+
+
+async def test_the_execution_page_links_every_tool_call_child(
+    db_url: str, start_engine: StartEngine, fake: FakeLlm
+) -> None:
+    fake.script(
+        "agent-model",
+        Answer("", tool_calls=(Call("double", {"n": 1}), Call("double", {"n": 2}))),
+        Answer("done"),
+    )
+    running = await engine(start_engine, db_url, fake)
+    await running.create_workflow(DOUBLE)
+    await running.create_workflow(agent("agent"))
+    body = await running.wait(await running.execute("agent", {"q": "?"}))
+    assert body["status"] == "completed", body
+    html = await page(running, f"/executions/{body['id']}")
+    tools = html.split('data-field="tools"')[1].split("</ol>")[0]
+    links = [c["id"] for c in body["children"]]
+    assert len(links) == 2
+    for child_id in links:
+        assert f'href="/executions/{child_id}"' in tools
+    assert tools.index(links[0]) < tools.index(links[1])
+    assert tools.count(">double</span>") == 2
