@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Running, StartEngine
-from tests.support.fake_llm import Answer, Call, FakeLlm, run_fake_llm
+from tests.support.fake_llm import Answer, Call, Failure, FakeLlm, run_fake_llm
 from tests.support.flows import sql, start
 from tests.support.pages import page
 
@@ -226,3 +226,33 @@ async def test_the_execution_page_links_every_tool_call_child(
         assert f'href="/executions/{child_id}"' in tools
     assert tools.index(links[0]) < tools.index(links[1])
     assert tools.count(">double</span>") == 2
+
+
+async def test_a_retried_step_resumes_from_its_stored_turns_and_calls(
+    db_url: str, start_engine: StartEngine, fake: FakeLlm
+) -> None:
+    fake.script(
+        "agent-model",
+        Answer("", tool_calls=(Call("double", {"n": 4}),)),
+        Failure(503, "The server is overloaded", "server_error", headers={"Retry-After": "0"}),
+        Answer("8"),
+    )
+    running = await engine(start_engine, db_url, fake)
+    await running.create_workflow(DOUBLE)
+    await running.create_workflow({**agent("agent"), "retryBackoffMs": 10})
+    body = await running.wait(await running.execute("agent", {"q": "?"}))
+    assert body["status"] == "completed", body
+    assert body["steps"][0]["retryCount"] == 1
+    assert body["output"]["content"] == "8" and body["output"]["turns"] == 2
+    [child] = body["children"]  # the tool call of the first try was not run again
+    first, failed, last = fake.requests("agent-model")
+    assert len(first.body["messages"]) == 1
+    assert failed.body["messages"] == last.body["messages"]
+    assert last.body["messages"][-1] == {
+        "role": "tool",
+        "tool_call_id": "call_1_0",
+        "content": "8",
+    }
+    logs = [entry["message"] for entry in body["logs"]]
+    assert "Model turn 1 called 1 tool(s): double" in logs
+    assert f"Tool call double ({child['id']}) completed" in logs
