@@ -256,3 +256,35 @@ async def test_a_retried_step_resumes_from_its_stored_turns_and_calls(
     logs = [entry["message"] for entry in body["logs"]]
     assert "Model turn 1 called 1 tool(s): double" in logs
     assert f"Tool call double ({child['id']}) completed" in logs
+
+
+async def test_a_streamed_tool_loop_puts_the_calls_together_and_streams_the_answer(
+    db_url: str, start_engine: StartEngine, fake: FakeLlm
+) -> None:
+    fake.script(
+        "agent-model",
+        Answer("", tool_calls=(Call("double", {"n": 21}), Call("double", {"n": 50}))),
+        Answer("42 and 100, as asked"),
+    )
+    running = await engine(start_engine, db_url, fake)
+    await running.create_workflow(DOUBLE)
+    await running.create_workflow(agent("agent", stream=True))
+    body = await running.wait(await running.execute("agent", {"q": "?"}))
+    assert body["status"] == "completed", body
+    assert body["output"]["content"] == "42 and 100, as asked"
+    assert body["output"]["finishReason"] == "stop"
+    outputs = []
+    for child in body["children"]:
+        outputs.append((await running.client.get(f"/api/executions/{child['id']}")).json())
+    assert [(c["input"], c["output"]) for c in outputs] == [({"n": 21}, 42), ({"n": 50}, 100)]
+    second = fake.requests("agent-model")[1]
+    assert second.body["stream"] is True
+    assert [m["content"] for m in second.body["messages"][2:]] == ["42", "100"]
+    rows = await sql(
+        running,
+        "SELECT data FROM execution_events WHERE execution_id = :id AND type = 'step_delta'"
+        " ORDER BY seq",
+        id=body["id"],
+    )
+    data = [r["data"] if isinstance(r["data"], dict) else json.loads(r["data"]) for r in rows]
+    assert "".join(d["delta"] for d in data) == "42 and 100, as asked"

@@ -40,7 +40,8 @@ class Call:
 class Answer:
     content: str
     tool_calls: tuple[Call, ...] = ()
-    """Non-streamed only: the answer calls these tools (`finish_reason` `tool_calls`)."""
+    """The answer calls these tools (`finish_reason` `tool_calls`); streamed, each call comes
+    as its id and name, then its arguments in two pieces."""
     finish_reason: str = "stop"
     prompt_tokens: int = 11
     completion_tokens: int | None = None
@@ -154,11 +155,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(reply)
         if body.get("stream"):
             return self._stream(
-                model, reply, bool((body.get("stream_options") or {}).get("include_usage"))
+                model,
+                reply,
+                bool((body.get("stream_options") or {}).get("include_usage")),
+                number,
             )
         return self._json(200, _completion(model, reply, number))
 
-    def _stream(self, model: str, answer: Answer, include_usage: bool) -> None:
+    def _stream(self, model: str, answer: Answer, include_usage: bool, number: int) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
@@ -176,7 +180,21 @@ class _Handler(BaseHTTPRequestHandler):
             if answer.cut_after is not None and n + 1 >= answer.cut_after:
                 self.close_connection = True  # no last chunk: the body ends short
                 return
-        self._event({**base, "model": model, "choices": [_choice({}, answer.finish_reason)]})
+        for n, call in enumerate(_tool_calls(answer, number)):
+            # As OpenAI streams a call: its id and name first, then its arguments in pieces.
+            arguments = call["function"]["arguments"]
+            head = {**call, "index": n, "function": {"name": call["function"]["name"]}}
+            head["function"]["arguments"] = ""
+            self._event(
+                {**base, "model": model, "choices": [_choice({"tool_calls": [head]}, None)]}
+            )
+            half = len(arguments) // 2
+            for piece in (arguments[:half], arguments[half:]):
+                more = {"index": n, "function": {"arguments": piece}}
+                self._event(
+                    {**base, "model": model, "choices": [_choice({"tool_calls": [more]}, None)]}
+                )
+        self._event({**base, "model": model, "choices": [_choice({}, _finish(answer))]})
         if include_usage:
             usage = _usage(answer, len(pieces))
             self._event({**base, "model": model, "choices": [], "usage": usage})
@@ -204,28 +222,39 @@ def _usage(answer: Answer, streamed: int) -> dict[str, int]:
     }
 
 
+def _tool_calls(answer: Answer, number: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": f"call_{number}_{n}",
+            "type": "function",
+            "function": {
+                "name": call.name,
+                "arguments": call.arguments
+                if isinstance(call.arguments, str)
+                else json.dumps(call.arguments),
+            },
+        }
+        for n, call in enumerate(answer.tool_calls)
+    ]
+
+
+def _finish(answer: Answer) -> str:
+    return (
+        "tool_calls"
+        if answer.tool_calls and answer.finish_reason == "stop"
+        else answer.finish_reason
+    )
+
+
 def _completion(model: str, answer: Answer, number: int) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
         "content": answer.content or None,
         "refusal": None,
     }
-    finish = answer.finish_reason
     if answer.tool_calls:
-        message["tool_calls"] = [
-            {
-                "id": f"call_{number}_{n}",
-                "type": "function",
-                "function": {
-                    "name": call.name,
-                    "arguments": call.arguments
-                    if isinstance(call.arguments, str)
-                    else json.dumps(call.arguments),
-                },
-            }
-            for n, call in enumerate(answer.tool_calls)
-        ]
-        finish = "tool_calls" if finish == "stop" else finish
+        message["tool_calls"] = _tool_calls(answer, number)
+    finish = _finish(answer)
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",

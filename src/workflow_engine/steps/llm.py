@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import httpx
-from pydantic import Field, JsonValue, ValidationError, field_validator, model_validator
+from pydantic import Field, JsonValue, ValidationError, field_validator
 
 from workflow_engine.engine.secrets import MASK
 from workflow_engine.errors import BlockedDestination, NonRetryableStepError, StepError
@@ -78,12 +78,6 @@ class LlmConfig(StepConfig):
         description="Workflows (ids or names) the model may call as tools: steps/llm_tools.py",
     )
     maxTurns: int = Field(default=DEFAULT_MAX_TURNS, ge=1, le=100)
-
-    @model_validator(mode="after")
-    def _tools_not_streamed(self) -> LlmConfig:
-        if self.tools and self.stream:
-            raise ValueError("stream cannot be used with tools (yet)")
-        return self
 
     @field_validator("responseSchema")
     @classmethod
@@ -153,7 +147,7 @@ class LlmStep(StepType):
                 request["max_tokens"] = cfg.maxTokens
             try:
                 if cfg.stream:
-                    return await _streamed(client, request, ctx), []
+                    return await _streamed(client, request, ctx)
                 completion = await client.chat.completions.create(**request)
             except (openai.OpenAIError, httpx.HTTPError) as exc:
                 raise _step_error(exc, base_url, api_key) from None
@@ -226,8 +220,9 @@ def _tool_calls(completion: Any) -> list[ToolCall]:
 
 async def _streamed(
     client: openai.AsyncOpenAI, request: dict[str, Any], ctx: StepContext
-) -> dict[str, Any]:
-    """The answer of a streamed completion; each piece goes to `ctx.delta` as it arrives."""
+) -> tuple[dict[str, Any], list[ToolCall]]:
+    """The answer of a streamed completion and its tool calls (put together from their
+    pieces); each piece of text goes to `ctx.delta` as it arrives."""
     stream = await client.chat.completions.create(
         **request, stream=True, stream_options={"include_usage": True}
     )
@@ -235,6 +230,7 @@ async def _streamed(
     model: str | None = None
     finish: str | None = None
     usage: Any = None
+    calls: dict[int, dict[str, str]] = {}
     try:
         async for chunk in stream:
             model = chunk.model or model
@@ -245,6 +241,8 @@ async def _streamed(
                     continue
                 if choice.finish_reason is not None:
                     finish = choice.finish_reason
+                if choice.delta is not None:
+                    _add_tool_pieces(calls, choice.delta.tool_calls or ())
                 text = choice.delta.content if choice.delta is not None else None
                 if text:
                     pieces.append(text)
@@ -252,13 +250,32 @@ async def _streamed(
                         await ctx.delta(text)
     finally:
         await stream.close()
-    return {
+    answer = {
         "content": "".join(pieces),
         "json": None,
         "model": model,
         "finishReason": finish,
         "usage": _usage(usage),
     }
+    return answer, [
+        ToolCall(id=c["id"], name=c["name"], arguments=c["arguments"])
+        for _, c in sorted(calls.items())
+    ]
+
+
+def _add_tool_pieces(calls: dict[int, dict[str, str]], pieces: Any) -> None:
+    """A streamed tool call comes as its id and name, then its arguments in pieces (some
+    servers send it whole in one chunk)."""
+    for piece in pieces:
+        call = calls.setdefault(piece.index, {"id": "", "name": "", "arguments": ""})
+        if piece.id:
+            call["id"] = piece.id
+        function = piece.function
+        if function is not None:
+            if function.name:
+                call["name"] = function.name
+            if function.arguments:
+                call["arguments"] += function.arguments
 
 
 def _checked_json(content: str, schema: dict[str, Any]) -> Any:
