@@ -131,7 +131,7 @@ class StepRunner:
                     delta=deltas.add,
                     llm=self.llm,
                     progress=state.progress,
-                    save_progress=partial(_save_progress, at.journal, state),
+                    save_progress=partial(self._save_progress, at.journal, state),
                     tools=at.tools(state) if at.tools is not None else None,
                 )
                 attempt = partial(_timed, partial(step_type.run, parsed, ctx), spec.timeoutMs)
@@ -167,6 +167,14 @@ class StepRunner:
             span.end("completed")
             return Completed(stored_output)
 
+    async def _save_progress(
+        self, journal: Journal, state: cp.StepState, progress: Any, message: str | None
+    ) -> None:
+        """Store what the step did so far on its row (redacted as its output would be)."""
+        stored = self.secrets.redact(jsonable(progress))
+        await journal.write(cp.step_progress(state, stored, message))
+        state.progress = stored
+
     async def render_config(
         self, config: dict[str, Any], context: dict[str, Any], secret_fields: frozenset[str]
     ) -> tuple[Any, Any]:
@@ -188,14 +196,6 @@ def masked(stored: Any, fields: frozenset[str]) -> Any:
     if not fields or not isinstance(stored, dict):
         return stored
     return {k: MASK if k in fields and v is not None else v for k, v in stored.items()}
-
-
-async def _save_progress(
-    journal: Journal, state: cp.StepState, progress: Any, message: str | None
-) -> None:
-    stored = jsonable(progress)
-    await journal.write(cp.step_progress(state, stored, message))
-    state.progress = stored
 
 
 async def _write_delta(journal: Journal, state: cp.StepState, text: str) -> None:

@@ -181,7 +181,7 @@ class _Tools:
         self, children: ChildExecutions, run: Run, state: cp.StepState, halt: Halt
     ) -> None:
         self.children = children
-        self.run_ = run
+        self.parent = run
         self.state = state
         self.halt = halt
 
@@ -189,8 +189,8 @@ class _Tools:
         return await self.children.describe(workflow)
 
     async def run(self, workflow: str, input: Any, call_key: str) -> ChildResult:
-        key = f"tool:{self.run_.execution_id}:{self.state.ref.key}:{call_key}"
-        child_id = await self.children.start(self.run_, self.state, workflow, input, key)
+        key = f"tool:{self.parent.execution_id}:{self.state.ref.key}:{call_key}"
+        child_id = await self.children.start(self.parent, self.state, workflow, input, key)
         row = await self.children.follow(child_id, self.halt)
         return ChildResult(
             execution_id=child_id,

@@ -9,7 +9,9 @@ off (the engine retries: 429 and 5xx honouring `Retry-After`; 400/401/403/404 fa
 
 The API key never reaches a stored row, log, event or error: `apiKey` is stored masked, and the
 key is cut out of any error text the server sends back. With `stream`, the tokens go to
-`ctx.delta` as they arrive (compacted into `step_delta` events: engine/deltas.py).
+`ctx.delta` as they arrive (compacted into `step_delta` events: engine/deltas.py). With `tools`,
+the model may call workflows as tools over several turns (the loop: steps/llm_tools.py); `ask`
+below is one model request, whatever the turn.
 """
 
 from __future__ import annotations
