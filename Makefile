@@ -42,8 +42,12 @@ run: install
 	$(BIN)/workflow-engine migrate
 	$(BIN)/workflow-engine serve --apply examples
 
+# The suite runs in PYTEST_WORKERS processes (pytest-xdist; 0: in this one). Tests are isolated
+# from each other: a database, a Redis server and queue names of their own.
+PYTEST_WORKERS ?= 2
+
 test: install lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check src tests
