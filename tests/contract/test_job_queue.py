@@ -52,6 +52,43 @@ async def test_a_held_job_id_is_not_added_twice(queue: JobQueue) -> None:
     assert [(job.id, job.data) for job in seen] == [("job-1", {"n": 1})]
 
 
+async def test_higher_priority_jobs_are_taken_first(queue: JobQueue) -> None:
+    # Added while no worker runs: a backlog. Within one priority, the order they came in.
+    added = [("low-1", 1), ("mid-1", 5), ("high-1", 10), ("low-2", 1), ("high-2", 10)]
+    for job_id, priority in added:
+        await queue.add(job_id, {"p": priority}, priority=priority)
+    await queue.add("plain")  # no priority said: 5
+    seen: list[tuple[str, int]] = []
+    done = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        seen.append((job.id, job.priority))
+        if len(seen) == len(added) + 1:
+            done.set()
+
+    await queue.start_worker(handler, concurrency=1)
+    await asyncio.wait_for(done.wait(), 5)
+    order = [job_id for job_id, _ in seen]
+    assert order == ["high-1", "high-2", "mid-1", "plain", "low-1", "low-2"]
+    assert dict(seen) == {**dict(added), "plain": 5}
+
+
+async def test_a_delayed_job_keeps_its_priority(queue: JobQueue) -> None:
+    seen: list[tuple[str, int]] = []
+    done = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        seen.append((job.id, job.priority))
+        if len(seen) == 1:
+            raise Delay(10)  # back to the queue: it comes again with its priority
+        done.set()
+
+    await queue.start_worker(handler, concurrency=1)
+    await queue.add("urgent", priority=9)
+    await asyncio.wait_for(done.wait(), 5)
+    assert seen == [("urgent", 9), ("urgent", 9)]
+
+
 async def test_jobs_run_and_the_id_can_be_used_again_after(queue: JobQueue) -> None:
     seen: list[str] = []
     done = asyncio.Event()
