@@ -248,6 +248,11 @@ class Trigger(_Response):
     cron: str | Absent = Field(default=None, description="schedule: cron, 5 or 6 fields")
     timezone: str | Absent = Field(default=None, description="schedule: IANA timezone")
     input: dict[str, Any] | Absent = Field(default=None, description="schedule: the input")
+    debounce: dict[str, Any] | Absent = Field(
+        default=None,
+        description='event, webhook: `{"key", "periodMs"}`: a burst of calls with one key '
+        "starts one execution, with the last call's input, periodMs after the last call",
+    )
     createdAt: Timestamp
     updatedAt: Timestamp
 
