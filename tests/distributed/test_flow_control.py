@@ -131,7 +131,7 @@ def test_a_debounced_burst_starts_one_execution_across_processes(
                     {
                         "type": "event",
                         "event": "lead.updated",
-                        "debounce": {"key": "{{ input.leadId }}", "periodMs": 1500},
+                        "debounce": {"key": "{{ input.leadId }}", "periodMs": 3000},
                     }
                 ],
             },

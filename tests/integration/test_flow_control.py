@@ -170,7 +170,7 @@ async def test_priority_outside_one_to_ten_is_refused(
     assert default["priority"] == 5
 
 
-def debounced(name: str, period_ms: int = 1500) -> dict[str, Any]:
+def debounced(name: str, period_ms: int = 3000) -> dict[str, Any]:
     return {
         "name": name,
         "steps": [{"key": "seen", "type": "transform", "config": {"output": "{{ input }}"}}],
