@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import Running, StartEngine
@@ -239,24 +240,46 @@ async def test_a_debounced_burst_fires_once_however_many_ask(
     assert len(listed["executions"]) == 1
 
 
-async def test_a_debounced_webhook_keeps_the_call(db_url: str, start_engine: StartEngine) -> None:
+async def test_a_debounced_webhook_keeps_the_call(
+    db_url: str, start_engine: StartEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WORKFLOW_SECRET_HOOK", "hook-secret")
     running = await start(start_engine, db_url)
     workflow = await running.create_workflow(
         {
             "name": "hooked",
             "steps": [{"key": "seen", "type": "transform", "config": {"output": "{{ input }}"}}],
             "triggers": [
-                {"type": "webhook", "debounce": {"key": "{{ input.k }}", "periodMs": 200}}
+                {
+                    "type": "webhook",
+                    "path": "lead",
+                    "secret": "{{ secrets.HOOK }}",
+                    "debounce": {"key": "{{ input.k }}", "periodMs": 500},
+                }
             ],
         }
     )
-    trigger = workflow["triggers"][0]["id"]
-    for n in range(3):
+    trigger = workflow["triggers"][0]
+    assert trigger["debounce"] == {"key": "{{ input.k }}", "periodMs": 500}
+    # Called by an operator's key, then signed (with ?wait=, which a kept call does not use).
+    for n in range(2):
         response = await running.client.post(
-            f"/api/triggers/{trigger}/fire", json={"input": {"k": "a", "n": n}}
+            f"/api/triggers/{trigger['id']}/fire", json={"input": {"k": "a", "n": n}}
         )
         assert response.status_code == 202, response.text
         assert response.json()["debounced"] is True
         assert response.json()["key"] == "a"
+    async with httpx.AsyncClient(
+        transport=running.client._transport, base_url="http://engine.test"
+    ) as anonymous:
+        response = await anonymous.post(
+            "/api/hooks/lead?wait=2000",
+            content=b'{"k": "a", "n": 2}',
+            headers={"Authorization": "Bearer hook-secret", "Content-Type": "application/json"},
+        )
+    assert response.status_code == 202, response.text
+    assert response.json()["debounced"] is True
+    assert response.json()["triggerId"] == trigger["id"]
     rows = await finished_executions(running, workflow["id"], 1)
     assert rows[0]["output"] == {"k": "a", "n": 2}
+    assert rows[0]["triggerId"] == trigger["id"]
