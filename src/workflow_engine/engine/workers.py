@@ -91,7 +91,13 @@ class Dispatcher:
         async with self.db.write() as conn:
             due = await wait_store.wake_if_due(conn, execution_id)
         if due is True:
-            await self.execution_queue.add(execution_id)
+            state = await self._states(execution_id)
+            if state is None:
+                return
+            # Back in the backlog with its priority (and its version, as a dispatch gives it).
+            await self.execution_queue.add(
+                execution_id, {VERSION_KEY: state.workflow_version_id}, priority=state.priority
+            )
         elif isinstance(due, datetime):
             raise Delay(max(1, int((due - ex_store.now()).total_seconds() * 1000)), "not due yet")
 
