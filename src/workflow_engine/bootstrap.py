@@ -22,6 +22,7 @@ from workflow_engine.engine.endings import Endings
 from workflow_engine.engine.executor import Executor, ExecutorConfig
 from workflow_engine.engine.hooks import Hooks
 from workflow_engine.engine.keys import FileKeyRevocations, KeyRevocations, KeyRing
+from workflow_engine.engine.llm_limits import Limiter, LlmMetering, LocalLimiter
 from workflow_engine.engine.reconciler import Reconciler
 from workflow_engine.engine.retention import Retention
 from workflow_engine.engine.scheduler import Scheduler
@@ -50,6 +51,7 @@ from workflow_engine.redis_support.cancel import RedisCancelSignals
 from workflow_engine.redis_support.client import check_redis, ping
 from workflow_engine.redis_support.key_revocations import RedisKeyRevocations
 from workflow_engine.redis_support.leader import RedisLeaderLock
+from workflow_engine.redis_support.llm_limits import RedisLimiter
 from workflow_engine.redis_support.schedules import BullSchedules
 from workflow_engine.settings import Settings
 from workflow_engine.steps.llm import LlmServer
@@ -208,6 +210,7 @@ async def build(settings: Settings, *, registry: StepRegistry | None = None) -> 
     is_leader: Callable[[], Awaitable[bool]] | None = None
     cancels: CancelSignals
     probes: dict[str, Probe] = {"database": database_probe(db)}
+    limiter: Limiter = LocalLimiter()
     if settings.redis_url:
         url = settings.redis_url
         try:
@@ -236,6 +239,9 @@ async def build(settings: Settings, *, registry: StepRegistry | None = None) -> 
         leader = RedisLeaderLock(url, ttl_ms=max(3 * settings.reconcile_interval_ms, 5_000))
         closers.append(leader.release)
         is_leader = leader.acquire_or_renew
+        redis_limiter = RedisLimiter(url)  # LLM_LIMITS, shared by every worker
+        closers.append(redis_limiter.close)
+        limiter = redis_limiter
         probes["redis"] = partial(ping, url, timeout_s=TIMEOUT_S)
     else:
         dispatch_queue = LocalQueue(DISPATCH_QUEUE, DISPATCH_OPTIONS)
@@ -256,6 +262,12 @@ async def build(settings: Settings, *, registry: StepRegistry | None = None) -> 
         ),
         secrets=secrets,
         llm=llm_server(settings),
+        metering=LlmMetering(
+            db,
+            limits=settings.llm_limits,
+            limiter=limiter,
+            window_ms=settings.llm_limit_window_ms,
+        ),
         config=ExecutorConfig(
             lease_ms=settings.lease_ms,
             execution_timeout_ms=settings.execution_timeout_ms,

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -105,11 +106,18 @@ QUEUE_TIMEOUT_S = 1.0
 # --- hooks the engine calls ---------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)
+def _labelled(metric: Any, *values: str) -> Any:
+    """`metric.labels(*values)`, looked up once: the engine calls these for every step, and
+    prometheus_client's `labels` takes a lock and checks its arguments each time."""
+    return metric.labels(*values)
+
+
 def execution_finished(workflow: str, status: str, started_at: datetime) -> None:
     """An execution reached its final status (written): count it and observe its duration."""
-    EXECUTIONS_FINISHED.labels(workflow, status).inc()
+    _labelled(EXECUTIONS_FINISHED, workflow, status).inc()
     seconds = (datetime.now(UTC) - started_at).total_seconds()
-    EXECUTION_DURATION.labels(workflow).observe(max(seconds, 0.0))
+    _labelled(EXECUTION_DURATION, workflow).observe(max(seconds, 0.0))
 
 
 async def timed_step(step_type: str, attempt: Callable[[], Awaitable[T]]) -> T:
@@ -128,7 +136,7 @@ async def timed_step(step_type: str, attempt: Callable[[], Awaitable[T]]) -> T:
         outcome = "timeout"
         raise
     finally:
-        STEP_ATTEMPT_DURATION.labels(step_type, outcome).observe(time.perf_counter() - started)
+        _labelled(STEP_ATTEMPT_DURATION, step_type, outcome).observe(time.perf_counter() - started)
 
 
 def lease_lost() -> None:
@@ -156,9 +164,9 @@ async def http_response(sending: Awaitable[R]) -> R:
     try:
         response = await sending
     except BaseException:
-        HTTP_STEP_RESPONSES.labels("error").inc()
+        _labelled(HTTP_STEP_RESPONSES, "error").inc()
         raise
-    HTTP_STEP_RESPONSES.labels(status_class(response.status_code)).inc()
+    _labelled(HTTP_STEP_RESPONSES, status_class(response.status_code)).inc()
     return response
 
 

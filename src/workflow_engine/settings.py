@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from workflow_engine.domain.llm_limits import LlmLimits, parse_limits
+
 DEFAULT_PORT = 3000
 
 
@@ -107,6 +109,18 @@ class Settings(BaseSettings):
     llm_timeout_ms: int = Field(
         default=120_000, ge=1, description="Default timeout of one llm step's request"
     )
+    llm_limits: Annotated[LlmLimits, NoDecode] = Field(
+        default_factory=lambda: LlmLimits({}),
+        description="Tokens and requests per minute per model, across every worker, as JSON: "
+        '{"gpt-4o-mini": {"tokensPerMinute": 100000, "requestsPerMinute": 500}, "*": {...}} '
+        '("*": any model not named). A request over a limit waits for room, never fails',
+    )
+    llm_limit_window_ms: int = Field(
+        default=60_000,
+        ge=100,
+        le=3_600_000,
+        description="The window of LLM_LIMITS (the caps are per this window): only for tests",
+    )
 
     # The port each `workflow-engine workers` process serves `GET /metrics` on (Prometheus), bound
     # on HOST; docker-compose.yml and deploy/kubernetes/ publish it. `serve` answers /metrics on
@@ -168,6 +182,11 @@ class Settings(BaseSettings):
         if scheme not in ("http", "https") or not rest.strip("/"):
             raise ValueError("LLM_BASE_URL must be an http(s) URL, e.g. http://127.0.0.1:11434/v1")
         return value
+
+    @field_validator("llm_limits", mode="before")
+    @classmethod
+    def _llm_limits(cls, value: object) -> LlmLimits:
+        return parse_limits(value)
 
     @property
     def resolved_database_url(self) -> str:

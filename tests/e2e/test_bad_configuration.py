@@ -66,6 +66,20 @@ def test_a_bad_setting_value(tmp_path: Path) -> None:
     _assert_clear_failure(code, stderr, "lease_ms")
 
 
+@pytest.mark.parametrize(
+    ("value", "phrase"),
+    [
+        ('{"gpt-4o-mini": {"tokensPerMinute": 0}}', "gpt-4o-mini.tokensPerMinute"),
+        ('{"gpt-4o-mini": {"tokensPerMinut": 10}}', "Extra inputs are not permitted"),
+        ("{gpt-4o-mini: 10}", "not valid JSON"),
+        ("[1]", "must be a JSON object by model"),
+    ],
+)
+def test_bad_llm_limits_are_refused(tmp_path: Path, value: str, phrase: str) -> None:
+    code, _, stderr = _serve(tmp_path, {"LLM_LIMITS": value})
+    _assert_clear_failure(code, stderr, "LLM_LIMITS", phrase)
+
+
 def test_migrate_with_a_sqlite_folder_it_cannot_create_says_so(tmp_path: Path) -> None:
     result = run_cli(["migrate"], tmp_path, {"DATABASE_URL": "sqlite:////proc/no-such/engine.db"})
     assert result.returncode == 2

@@ -174,6 +174,7 @@ async def test_responses_are_what_the_routes_returned_before_their_models(
         },
         f"/api/executions/{first}": {
             **serialize.execution(execution),
+            "usage": {"promptTokens": 0, "completionTokens": 0, "totalTokens": 0, "requests": 0},
             "steps": [serialize.step(s) for s in steps],
             "waits": [],
             "logs": [serialize.log(entry) for entry in logs],

@@ -435,9 +435,26 @@ class ExecutionLog(_Response):
     timestamp: Timestamp
 
 
+class TokenUsage(_Response):
+    """Tokens the llm steps spent, as their servers reported them, and the model requests that
+    spent them (tries that failed afterwards included: those tokens were spent)."""
+
+    promptTokens: int
+    completionTokens: int
+    totalTokens: int
+    requests: int = Field(description="Model requests answered")
+
+
+class WorkflowUsage(TokenUsage):
+    """Over the workflow's executions still stored (retention removes usage with them)."""
+
+    workflowId: str
+
+
 class ExecutionDetail(Execution):
     """An execution with its steps (a map's items after it), logs and child executions."""
 
+    usage: TokenUsage = Field(description="Token usage of its llm steps")
     steps: list[ExecutionStep]
     waits: list[ExecutionWait] = Field(
         default_factory=list, description="While `waiting`: what it waits for"

@@ -161,6 +161,12 @@ class WorkflowDefinition(_Strict):
     rateLimitMaxConcurrent: int | None = Field(default=None, ge=1)
     rateLimitPerMinute: int | None = Field(default=None, ge=1)
     concurrency: Concurrency | None = None
+    tokenBudget: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most tokens an execution's llm steps may use: past it, the execution "
+        "fails (not retried)",
+    )
     parallelism: int = Field(
         default=10, ge=1, le=1000, description="How many steps may run at the same time"
     )

@@ -28,9 +28,10 @@ from workflow_engine.engine.branches import (
 )
 from workflow_engine.engine.deltas import DeltaStream
 from workflow_engine.engine.journal import Journal, jsonable
+from workflow_engine.engine.llm_limits import LlmMetering
 from workflow_engine.engine.secrets import MASK, Secrets
 from workflow_engine.errors import LeaseLost, NonRetryableStepError, StepError, StepTimeout
-from workflow_engine.steps.base import RunChild, StepContext
+from workflow_engine.steps.base import LlmMeter, RunChild, StepContext
 from workflow_engine.steps.llm import LlmServer
 from workflow_engine.steps.registry import StepRegistry
 from workflow_engine.telemetry import tracing
@@ -67,6 +68,8 @@ class Attempt:
     context: dict[str, Any]
     count_retry: Callable[[], None]
     run_child: Callable[[cp.StepState], RunChild] | None = None
+    token_budget: int | None = None
+    """The workflow's `tokenBudget`: llm steps past it fail the execution (engine/llm_limits.py)."""
 
 
 class StepRunner:
@@ -77,11 +80,13 @@ class StepRunner:
         secrets: Secrets,
         http: httpx.AsyncClient,
         llm: LlmServer | None = None,
+        metering: LlmMetering | None = None,
     ) -> None:
         self.registry = registry
         self.secrets = secrets
         self.http = http
         self.llm = llm
+        self.metering = metering
 
     async def run(self, spec: StepSpec, state: cp.StepState, at: Attempt) -> Outcome:
         condition_error: StepError | None = None
@@ -116,6 +121,7 @@ class StepRunner:
                 except ValidationError as exc:
                     raise NonRetryableStepError(validation_message(spec.type, exc)) from exc
                 await at.journal.write(cp.step_started(state, stored_input))
+                deadline = _Deadline()
                 ctx = StepContext(
                     execution_id=at.execution_id,
                     workflow_id=at.workflow_id,
@@ -129,8 +135,11 @@ class StepRunner:
                     traceparent=span.traceparent,
                     delta=deltas.add,
                     llm=self.llm,
+                    llm_meter=self._meter(at, state, deadline),
                 )
-                attempt = partial(_timed, partial(step_type.run, parsed, ctx), spec.timeoutMs)
+                attempt = partial(
+                    _timed, partial(step_type.run, parsed, ctx), spec.timeoutMs, deadline
+                )
                 output = await stoppable(at.halt, metrics.timed_step(spec.type, attempt))
                 stored_output = self.secrets.redact(jsonable(output))
                 await deltas.close()  # the streamed text is stored before the step's end
@@ -163,6 +172,23 @@ class StepRunner:
             span.end("completed")
             return Completed(stored_output)
 
+    def _meter(self, at: Attempt, state: cp.StepState, deadline: _Deadline) -> LlmMeter | None:
+        if self.metering is None:
+            return None
+
+        async def log_line(message: str) -> None:
+            await at.journal.write(cp.Checkpoint(logs=(cp.LogLine("info", message, None),)))
+
+        return self.metering.meter(
+            execution_id=at.execution_id,
+            workflow_id=at.workflow_id,
+            step_key=state.ref.key,
+            attempt=state.attempt,
+            token_budget=at.token_budget,
+            log_line=log_line,
+            waited=deadline.extend,
+        )
+
     async def render_config(
         self, config: dict[str, Any], context: dict[str, Any], secret_fields: frozenset[str]
     ) -> tuple[Any, Any]:
@@ -190,13 +216,29 @@ async def _write_delta(journal: Journal, state: cp.StepState, text: str) -> None
     await journal.write(cp.step_delta(state, text))
 
 
-async def _timed(start: Callable[[], Awaitable[T]], timeout_ms: int | None) -> T:
+class _Deadline:
+    """The step's timeout, which time spent waiting for LLM_LIMITS room does not count in."""
+
+    def __init__(self) -> None:
+        self.timeout: asyncio.Timeout | None = None
+
+    def extend(self, seconds: float) -> None:
+        when = self.timeout.when() if self.timeout is not None else None
+        if self.timeout is not None and when is not None:
+            self.timeout.reschedule(when + seconds)
+
+
+async def _timed(
+    start: Callable[[], Awaitable[T]], timeout_ms: int | None, deadline: _Deadline | None = None
+) -> T:
     """`start()` awaited within the step's timeout. The step's coroutine is made only once this
     one runs, so a step stopped before it began leaves no coroutine behind un-awaited."""
     if timeout_ms is None:
         return await start()
     try:
-        async with asyncio.timeout(timeout_ms / 1000):
+        async with asyncio.timeout(timeout_ms / 1000) as timeout:
+            if deadline is not None:
+                deadline.timeout = timeout
             return await start()
     except TimeoutError:
         raise StepTimeout(f"Step timed out after {timeout_ms} ms") from None

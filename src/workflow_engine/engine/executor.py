@@ -43,6 +43,7 @@ from workflow_engine.engine.branches import (
 )
 from workflow_engine.engine.cancel import CancelSignals
 from workflow_engine.engine.journal import Journal, jsonable
+from workflow_engine.engine.llm_limits import LlmMetering
 from workflow_engine.engine.secrets import Secrets
 from workflow_engine.engine.versions import LoadedVersion, VersionCache
 from workflow_engine.engine.waits import WaitRunner, parks
@@ -142,6 +143,7 @@ class Executor:
         versions: VersionCache | None = None,
         alerts: FailureAlerts | None = None,
         llm: LlmServer | None = None,
+        metering: LlmMetering | None = None,
     ) -> None:
         from workflow_engine.engine.children import ChildExecutions
         from workflow_engine.engine.mapping import MapRunner
@@ -156,7 +158,13 @@ class Executor:
         self.versions = versions or VersionCache(db)
         self.alerts = alerts or FailureAlerts(db)
         self.writer = ExecutionWriter(db, lease_ms=config.lease_ms)
-        self.steps = StepRunner(registry=registry, secrets=secrets, http=http, llm=llm)
+        self.steps = StepRunner(
+            registry=registry,
+            secrets=secrets,
+            http=http,
+            llm=llm,
+            metering=metering or LlmMetering(db),
+        )
         self.maps = MapRunner(self)
         self.children = ChildExecutions(self)
         self.waits = WaitRunner(self, durable_delay_min_ms=config.durable_delay_min_ms)
@@ -387,6 +395,7 @@ class Executor:
             context=context,
             count_retry=run.count_retry,
             run_child=lambda state: self.children.runner(run, state, halt),
+            token_budget=definition.tokenBudget,
         )
 
     def _ended(self, run: Run, state: cp.StepState, outcome: Outcome, halt: Halt) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import httpx
 from pydantic import BaseModel, ConfigDict
@@ -24,6 +24,17 @@ step, started once per try however often the parent is delivered) and returns it
 DeltaFn = Callable[[str], Awaitable[None]]
 """delta(text): a piece of the step's output as it is made (an llm step's tokens): sent to the
 execution's subscribers as `step_delta` events, compacted (engine/deltas.py)."""
+
+
+class LlmMeter(Protocol):
+    """What an llm step calls around each model request (engine/llm_limits.py): the token
+    budget, LLM_LIMITS (waiting for room) and the usage stored."""
+
+    async def before(self, model: str, messages: Any, max_tokens: int | None) -> Any:
+        """Before sending: returns a ticket for `after`. Raises when over the token budget."""
+
+    async def after(self, ticket: Any, usage: dict[str, Any] | None) -> None:
+        """Once answered (`usage` as the output reports it) or failed (None)."""
 
 
 class StepConfig(BaseModel):
@@ -49,6 +60,7 @@ class StepContext:
     delta: DeltaFn | None = None
     llm: LlmServer | None = None
     """The operator's OpenAI-compatible server (LLM_BASE_URL, LLM_API_KEY), for the llm step."""
+    llm_meter: LlmMeter | None = None
 
     @property
     def idempotency_key(self) -> str:

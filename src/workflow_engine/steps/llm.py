@@ -127,6 +127,11 @@ class LlmStep(StepType):
             request["temperature"] = cfg.temperature
         if cfg.maxTokens is not None:
             request["max_tokens"] = cfg.maxTokens
+        meter = ctx.llm_meter
+        ticket = (
+            await meter.before(cfg.model, request["messages"], cfg.maxTokens) if meter else None
+        )
+        answer: dict[str, Any] | None = None
         try:
             if cfg.stream:
                 answer = await _streamed(client, request, ctx)
@@ -134,6 +139,9 @@ class LlmStep(StepType):
                 answer = _answer(await client.chat.completions.create(**request))
         except (openai.OpenAIError, httpx.HTTPError) as exc:
             raise _step_error(exc, base_url, api_key) from None
+        finally:
+            if meter is not None:
+                await meter.after(ticket, None if answer is None else answer["usage"])
         if cfg.responseSchema is not None:
             answer["json"] = _checked_json(answer["content"], cfg.responseSchema)
         return answer

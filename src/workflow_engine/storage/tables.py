@@ -378,6 +378,27 @@ execution_rollups = Table(
 histogram (domain/percentiles.py) that adds up across buckets."""
 
 
+llm_usage = Table(
+    "llm_usage",
+    metadata,
+    _id(primary_key=True),
+    _id("execution_id", ForeignKey("executions.id", ondelete="CASCADE"), nullable=False),
+    _id("workflow_id", nullable=False),
+    Column("step_key", String(200), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("prompt_tokens", Integer, nullable=False),
+    Column("completion_tokens", Integer, nullable=False),
+    Column("total_tokens", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_llm_usage_execution_id", "execution_id"),
+    Index("ix_llm_usage_workflow_id", "workflow_id"),
+)
+"""One row per answered model request (storage/usage.py): what it cost, as the server reported
+it, at the time of the answer. Tries that failed afterwards (an answer not matching its schema)
+keep theirs: those tokens were spent. Summed on read per execution and per workflow."""
+
+
 debounces = Table(
     "debounces",
     metadata,

@@ -15,7 +15,7 @@ from workflow_engine.domain.access import Permission, Principal
 from workflow_engine.domain.audit import Action, Target
 from workflow_engine.domain.status import ExecutionStatus
 from workflow_engine.errors import NotFound
-from workflow_engine.storage import audit
+from workflow_engine.storage import audit, usage
 from workflow_engine.storage import executions as ex_store
 from workflow_engine.storage import waits as wait_store
 from workflow_engine.storage import workflows as wf_store
@@ -136,6 +136,7 @@ async def execution_page(
             wanted.add(parent["workflow_id"])
         names = await wf_store.workflow_names(conn, wanted)
         entries = await audit.entries_of(conn, Target.EXECUTION, execution_id)
+        spent = await usage.for_execution(conn, execution_id)
         waits = []
         if row["status"] == ExecutionStatus.WAITING:
             waits = await wait_store.list_waits(conn, execution_id)
@@ -155,6 +156,7 @@ async def execution_page(
         audit=entries,
         decisions=decisions(entries),
         waits=waits,
+        usage=spent,
         last_seq=last_seq,
         server_now=datetime.now(UTC),
         nav="monitoring",

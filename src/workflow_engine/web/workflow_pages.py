@@ -18,7 +18,7 @@ from workflow_engine.domain.access import Permission, Principal
 from workflow_engine.domain.audit import Target
 from workflow_engine.domain.definition import WorkflowDefinition
 from workflow_engine.errors import NotFound, StorageError, WorkflowEngineError
-from workflow_engine.storage import audit
+from workflow_engine.storage import audit, usage
 from workflow_engine.storage import executions as ex_store
 from workflow_engine.storage import workflows as wf_store
 from workflow_engine.web.graph import layout
@@ -79,6 +79,7 @@ async def workflow_page(
             conn, workflow_id=row["id"], status=None, limit=RECENT, cursor=None
         )
         entries = await audit.entries_of(conn, Target.WORKFLOW, row["id"])
+        spent = await usage.for_workflow(conn, row["id"])
     active = next((v for v in versions if v["id"] == row["active_version_id"]), None)
     definition = active["definition"] if active else {}
     return page(
@@ -93,6 +94,7 @@ async def workflow_page(
         triggers=triggers,
         executions=recent,
         audit=entries,
+        usage=spent,
         can_run=who.can_execute(str(row["id"])) and row["archived_at"] is None,
         nav="workflows",
     )

@@ -25,7 +25,7 @@ from workflow_engine.api.schemas import (
 from workflow_engine.domain.audit import Target
 from workflow_engine.domain.status import ExecutionStatus
 from workflow_engine.errors import NotFound
-from workflow_engine.storage import audit
+from workflow_engine.storage import audit, usage
 from workflow_engine.storage import executions as ex_store
 from workflow_engine.storage import waits as wait_store
 from workflow_engine.storage import workflows as wf_store
@@ -78,11 +78,13 @@ async def get_execution(engine: EngineDep, execution_id: ExecutionId) -> Any:
         logs = await ex_store.list_logs(conn, execution_id)
         children = await ex_store.list_children(conn, execution_id)
         entries = await audit.entries_of(conn, Target.EXECUTION, execution_id)
+        spent = await usage.for_execution(conn, execution_id)
         waits = []
         if row["status"] == ExecutionStatus.WAITING:
             waits = await wait_store.list_waits(conn, execution_id)
     return {
         **serialize.execution(row),
+        "usage": spent.as_dict(),
         "steps": [serialize.step(s) for s in steps],
         "waits": [serialize.wait(w) for w in waits],
         "logs": [serialize.log(entry) for entry in logs],

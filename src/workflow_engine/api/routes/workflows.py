@@ -30,13 +30,14 @@ from workflow_engine.api.schemas import (
     VersionList,
     Workflow,
     WorkflowList,
+    WorkflowUsage,
     WorkflowVersion,
     examples,
 )
 from workflow_engine.domain.audit import Target
 from workflow_engine.domain.definition import TriggerDefinition, WorkflowDefinition
 from workflow_engine.engine.debounce import Held
-from workflow_engine.storage import audit
+from workflow_engine.storage import audit, usage
 from workflow_engine.storage import workflows as wf_store
 from workflow_engine.storage.pagination import Cursor
 
@@ -162,6 +163,20 @@ async def archive_workflow(engine: EngineDep, workflow_id: WorkflowRef, caller: 
     """Archive: no new executions, schedules off; history is kept."""
     archived_id = await engine.service.archive_workflow(workflow_id, caller.actor)
     return await _workflow_body(engine, archived_id)
+
+
+@router.get(
+    "/workflows/{workflow_id}/usage",
+    response_model=WorkflowUsage,
+    responses=NOT_FOUND,
+    dependencies=[READ],
+)
+async def workflow_usage(engine: EngineDep, workflow_id: WorkflowRef) -> Any:
+    """Token usage of the workflow's llm steps, summed over its executions."""
+    async with engine.db.read() as conn:
+        row = await wf_store.get_workflow(conn, workflow_id)
+        spent = await usage.for_workflow(conn, row["id"])
+    return {"workflowId": row["id"], **spent.as_dict()}
 
 
 @router.get(

@@ -6,7 +6,7 @@ indexed with the workflow and status for the count made inside each claim) and `
 row per (trigger, key) with the latest input and when it fires.
 
 Revision ID: 0014
-Revises: 0011
+Revises: 0013
 Create Date: 2026-11-30
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 from workflow_engine.storage.tables import Json, UTCDateTime
 
 revision = "0014"
-down_revision = "0011"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
