@@ -201,3 +201,31 @@ async def test_stop_hands_unfinished_jobs_back(queue: JobQueue) -> None:
     await queue.stop_worker(grace_s=0.05)
     counts = await queue.counts()
     assert counts["waiting"] + counts["delayed"] == 1 and counts["active"] == 0
+
+
+async def test_several_jobs_handed_back_at_once_all_run_again(queue: JobQueue) -> None:
+    started: list[str] = []
+    again: list[str] = []
+    first_round = True
+
+    async def handler(job: Job) -> None:
+        if first_round:
+            started.append(job.id)
+            await asyncio.sleep(10)
+        again.append(job.id)
+
+    await queue.start_worker(handler, concurrency=3)
+    for n in range(3):
+        await queue.add(f"long-{n}", priority=7)
+    async with asyncio.timeout(5):
+        while len(started) < 3:
+            await asyncio.sleep(0.01)
+    await queue.stop_worker(grace_s=0.05)
+    counts = await queue.counts()
+    assert counts["waiting"] + counts["delayed"] == 3 and counts["active"] == 0
+    first_round = False
+    await queue.start_worker(handler, concurrency=3)
+    async with asyncio.timeout(5):
+        while len(again) < 3:
+            await asyncio.sleep(0.01)
+    assert sorted(again) == ["long-0", "long-1", "long-2"]

@@ -107,7 +107,9 @@ class LocalQueue(JobQueue):
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
                 self._active.pop(job.id, None)
-                self._wait(job, -self._seq)  # first among its priority
+                # First among its priority; a distinct order each, so no two entries tie.
+                self._seq += 1
+                self._wait(job, -self._seq)
                 raise
             except Delay as delay:
                 self._active.pop(job.id, None)
