@@ -171,6 +171,22 @@ async def test_priority_outside_one_to_ten_is_refused(
     assert default["priority"] == 5
 
 
+async def test_a_rerun_keeps_the_priority(db_url: str, start_engine: StartEngine) -> None:
+    running = await start(start_engine, db_url)
+    await running.create_workflow(
+        {"name": "failing", "steps": [{"key": "f", "type": "fail", "config": {"message": "no"}}]}
+    )
+    response = await running.client.post(
+        "/api/workflows/failing/execute", json={"input": {}, "priority": 9}
+    )
+    failed = await running.wait(response.json()["executionId"])
+    assert (failed["status"], failed["priority"]) == ("failed", 9)
+    rerun = await running.client.post(f"/api/executions/{failed['id']}/rerun")
+    assert rerun.status_code == 202, rerun.text
+    again = await running.wait(rerun.json()["executionId"])
+    assert (again["rerunOfId"], again["priority"]) == (failed["id"], 9)
+
+
 def debounced(name: str, period_ms: int = 3000) -> dict[str, Any]:
     return {
         "name": name,

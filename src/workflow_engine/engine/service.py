@@ -480,6 +480,7 @@ class EngineService:
                 trigger_id=source["trigger_id"],
                 rerun_of_id=source["id"],
                 triggered_by=actor.name,
+                priority=source["priority"],
             )
             new_id = await ex_store.insert_execution(conn, new)
             await ex_store.copy_finished_steps(conn, execution_id, new_id)
@@ -491,7 +492,7 @@ class EngineService:
                 execution_id,
                 {"newExecutionId": new_id},
             )
-        await self._enqueue(new_id)
+        await self._enqueue(new_id, new.priority)
         return new_id
 
     async def _enqueue(self, execution_id: str, priority: int = DEFAULT_PRIORITY) -> None:
