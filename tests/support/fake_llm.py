@@ -7,9 +7,12 @@ It speaks the chat completions protocol as OpenAI does: `POST /v1/chat/completio
 `data: [DONE]`. Errors have OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`.
 
 What it answers is scripted per model: `script(model, reply, reply, ...)`; the n-th request for a
-model gets the n-th reply (the last one again after that). With `api_key` set, a request without
-`Authorization: Bearer <api_key>` gets 401, its message quoting the key it was given (OpenAI
-quotes part of it; quoting all of it is what a test of key hiding wants).
+model gets the n-th reply (the last one again after that). A reply may call tools
+(`Answer("", tool_calls=(Call("lookup", {"id": 1}), ...))`, ids `call_{request}_{n}`); every
+request is kept (`requests(model)`), so a test sees what each turn sent back (the tool results).
+With `api_key` set, a request without `Authorization: Bearer <api_key>` gets 401, its message
+quoting the key it was given (OpenAI quotes part of it; quoting all of it is what a test of key
+hiding wants).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import json
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,8 +29,19 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class Call:
+    """A tool call in a scripted answer: `arguments` a JSON text (sent as is) or a value."""
+
+    name: str
+    arguments: Any = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Answer:
     content: str
+    tool_calls: tuple[Call, ...] = ()
+    """The answer calls these tools (`finish_reason` `tool_calls`); streamed, each call comes
+    as its id and name, then its arguments in two pieces."""
     finish_reason: str = "stop"
     prompt_tokens: int = 11
     completion_tokens: int | None = None
@@ -72,6 +86,7 @@ class _Server(ThreadingHTTPServer):
         self.api_key = api_key
         self.lock = threading.Lock()
         self.scripts: dict[str, list[Reply]] = {}
+        self.responders: dict[str, Callable[[dict[str, Any]], Reply]] = {}
         self.requests: dict[str, list[Request]] = defaultdict(list)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -118,6 +133,10 @@ class _Handler(BaseHTTPRequestHandler):
             seen.append(Request(model, body, headers, time.time()))
             script = self.server.scripts.get(model)
             reply = script[min(len(seen), len(script)) - 1] if script else None
+            responder = self.server.responders.get(model)
+            if responder is not None:
+                reply = responder(body)
+            number = len(seen)
         expected = self.server.api_key
         given = headers.get("authorization", "").removeprefix("Bearer ")
         if expected is not None and given != expected:
@@ -136,11 +155,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(reply)
         if body.get("stream"):
             return self._stream(
-                model, reply, bool((body.get("stream_options") or {}).get("include_usage"))
+                model,
+                reply,
+                bool((body.get("stream_options") or {}).get("include_usage")),
+                number,
             )
-        return self._json(200, _completion(model, reply))
+        return self._json(200, _completion(model, reply, number))
 
-    def _stream(self, model: str, answer: Answer, include_usage: bool) -> None:
+    def _stream(self, model: str, answer: Answer, include_usage: bool, number: int) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
@@ -158,7 +180,21 @@ class _Handler(BaseHTTPRequestHandler):
             if answer.cut_after is not None and n + 1 >= answer.cut_after:
                 self.close_connection = True  # no last chunk: the body ends short
                 return
-        self._event({**base, "model": model, "choices": [_choice({}, answer.finish_reason)]})
+        for n, call in enumerate(_tool_calls(answer, number)):
+            # As OpenAI streams a call: its id and name first, then its arguments in pieces.
+            arguments = call["function"]["arguments"]
+            head = {**call, "index": n, "function": {"name": call["function"]["name"]}}
+            head["function"]["arguments"] = ""
+            self._event(
+                {**base, "model": model, "choices": [_choice({"tool_calls": [head]}, None)]}
+            )
+            half = len(arguments) // 2
+            for piece in (arguments[:half], arguments[half:]):
+                more = {"index": n, "function": {"arguments": piece}}
+                self._event(
+                    {**base, "model": model, "choices": [_choice({"tool_calls": [more]}, None)]}
+                )
+        self._event({**base, "model": model, "choices": [_choice({}, _finish(answer))]})
         if include_usage:
             usage = _usage(answer, len(pieces))
             self._event({**base, "model": model, "choices": [], "usage": usage})
@@ -186,7 +222,39 @@ def _usage(answer: Answer, streamed: int) -> dict[str, int]:
     }
 
 
-def _completion(model: str, answer: Answer) -> dict[str, Any]:
+def _tool_calls(answer: Answer, number: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": f"call_{number}_{n}",
+            "type": "function",
+            "function": {
+                "name": call.name,
+                "arguments": call.arguments
+                if isinstance(call.arguments, str)
+                else json.dumps(call.arguments),
+            },
+        }
+        for n, call in enumerate(answer.tool_calls)
+    ]
+
+
+def _finish(answer: Answer) -> str:
+    return (
+        "tool_calls"
+        if answer.tool_calls and answer.finish_reason == "stop"
+        else answer.finish_reason
+    )
+
+
+def _completion(model: str, answer: Answer, number: int) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": answer.content or None,
+        "refusal": None,
+    }
+    if answer.tool_calls:
+        message["tool_calls"] = _tool_calls(answer, number)
+    finish = _finish(answer)
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
@@ -195,9 +263,9 @@ def _completion(model: str, answer: Answer) -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": answer.content, "refusal": None},
+                "message": message,
                 "logprobs": None,
-                "finish_reason": answer.finish_reason,
+                "finish_reason": finish,
             }
         ],
         "usage": _usage(answer, len(tokens(answer.content))),
@@ -214,6 +282,12 @@ class FakeLlm:
     def script(self, model: str, *replies: Reply) -> None:
         with self._server.lock:
             self._server.scripts[model] = list(replies)
+
+    def respond(self, model: str, reply: Callable[[dict[str, Any]], Reply]) -> None:
+        """Answer every request for `model` with `reply(request body)` (requests sent at once,
+        whose order is not known, each get their own answer)."""
+        with self._server.lock:
+            self._server.responders[model] = reply
 
     def requests(self, model: str) -> list[Request]:
         with self._server.lock:

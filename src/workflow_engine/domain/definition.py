@@ -182,6 +182,11 @@ class WorkflowDefinition(_Strict):
         description="Id or name of a workflow started (once) when an execution of this one "
         "fails, with {executionId, workflowId, workflowName, error, failedStep} as input",
     )
+    inputSchema: dict[str, Any] | None = Field(
+        default=None,
+        description="A JSON Schema for the input; an llm step offering this workflow as a tool "
+        "tells the model its parameters with it, and checks the model's arguments against it",
+    )
 
     @field_validator("name")
     @classmethod
@@ -190,6 +195,18 @@ class WorkflowDefinition(_Strict):
             raise ValueError("name must not be blank")
         if looks_like_id(value):
             raise ValueError("name must not look like an id")
+        return value
+
+    @field_validator("inputSchema")
+    @classmethod
+    def _valid_input_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            import jsonschema
+
+            try:
+                jsonschema.validators.validator_for(value).check_schema(value)
+            except jsonschema.SchemaError as exc:
+                raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
         return value
 
     @model_validator(mode="after")

@@ -31,7 +31,7 @@ from workflow_engine.engine.journal import Journal, jsonable
 from workflow_engine.engine.llm_limits import LlmMetering
 from workflow_engine.engine.secrets import MASK, Secrets
 from workflow_engine.errors import LeaseLost, NonRetryableStepError, StepError, StepTimeout
-from workflow_engine.steps.base import LlmMeter, RunChild, StepContext
+from workflow_engine.steps.base import LlmMeter, RunChild, StepContext, ToolRunner
 from workflow_engine.steps.llm import LlmServer
 from workflow_engine.steps.registry import StepRegistry
 from workflow_engine.telemetry import tracing
@@ -70,6 +70,7 @@ class Attempt:
     run_child: Callable[[cp.StepState], RunChild] | None = None
     token_budget: int | None = None
     """The workflow's `tokenBudget`: llm steps past it fail the execution (engine/llm_limits.py)."""
+    tools: Callable[[cp.StepState], ToolRunner] | None = None
 
 
 class StepRunner:
@@ -136,6 +137,9 @@ class StepRunner:
                     delta=deltas.add,
                     llm=self.llm,
                     llm_meter=self._meter(at, state, deadline),
+                    progress=state.progress,
+                    save_progress=partial(self._save_progress, at.journal, state),
+                    tools=at.tools(state) if at.tools is not None else None,
                 )
                 attempt = partial(
                     _timed, partial(step_type.run, parsed, ctx), spec.timeoutMs, deadline
@@ -188,6 +192,14 @@ class StepRunner:
             log_line=log_line,
             waited=deadline.extend,
         )
+
+    async def _save_progress(
+        self, journal: Journal, state: cp.StepState, progress: Any, message: str | None
+    ) -> None:
+        """Store what the step did so far on its row (redacted as its output would be)."""
+        stored = self.secrets.redact(jsonable(progress))
+        await journal.write(cp.step_progress(state, stored, message))
+        state.progress = stored
 
     async def render_config(
         self, config: dict[str, Any], context: dict[str, Any], secret_fields: frozenset[str]

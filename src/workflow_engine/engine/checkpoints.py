@@ -58,6 +58,8 @@ class StepState:
     attempt: int = 1
     started_at: datetime | None = None
     input: Any = None
+    progress: Any = None
+    """What the step has done so far (its row's `progress`: steps/base.py `save_progress`)."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,13 @@ def step_delta(state: StepState, text: str) -> Checkpoint:
     """A piece of the running step's output, for live subscribers (no step row change)."""
     fields = {**state.ref.fields(), "attempt": state.attempt, "delta": text}
     return Checkpoint(events=((EventType.STEP_DELTA, fields),))
+
+
+def step_progress(state: StepState, progress: Any, message: str | None) -> Checkpoint:
+    """What a running step has done so far, stored on its row (no event but its log line)."""
+    ref = state.ref
+    logs = () if message is None else (LogLine("info", message, ref.fields()),)
+    return _step(state, StepStatus.RUNNING, {"progress": progress}, logs=logs)
 
 
 def step_retrying(

@@ -19,7 +19,7 @@ from workflow_engine.domain.status import ExecutionStatus
 from workflow_engine.engine import checkpoints as cp
 from workflow_engine.engine.branches import Halt
 from workflow_engine.errors import NonRetryableStepError, NotFound
-from workflow_engine.steps.base import RunChild
+from workflow_engine.steps.base import ChildResult, RunChild, ToolRunner, ToolWorkflow
 from workflow_engine.storage import executions as ex_store
 from workflow_engine.storage import workflows as wf_store
 
@@ -41,27 +41,54 @@ class ChildExecutions:
         """`run_child` for one try of one step of `run`."""
 
         async def run_child(workflow: str, input: Any) -> Any:
-            child_id, created = await self._find_or_create(run, state, workflow, input)
-            if created:
-                await run.journal.write(
-                    cp.Checkpoint(
-                        logs=(
-                            cp.LogLine(
-                                "info",
-                                f"Step '{state.ref.name}' started child execution {child_id}",
-                                {**state.ref.fields(), "childExecutionId": child_id},
-                            ),
-                        )
-                    )
-                )
-            return await self._follow(child_id, halt)
+            key = f"child:{run.execution_id}:{state.ref.key}:{state.attempt}"
+            child_id = await self.start(run, state, workflow, input, key)
+            return _result(child_id, await self.follow(child_id, halt))
 
         return run_child
 
+    def tools(self, run: Run, state: cp.StepState, halt: Halt) -> ToolRunner:
+        """The child executions of an llm step's tool calls (steps/llm_tools.py)."""
+        return _Tools(self, run, state, halt)
+
+    async def start(
+        self, run: Run, state: cp.StepState, workflow: str, input: Any, key: str
+    ) -> str:
+        """The child execution of idempotency key `key`: found, or created and logged."""
+        child_id, created = await self._find_or_create(run, state, workflow, input, key)
+        if created:
+            await run.journal.write(
+                cp.Checkpoint(
+                    logs=(
+                        cp.LogLine(
+                            "info",
+                            f"Step '{state.ref.name}' started child execution {child_id}",
+                            {**state.ref.fields(), "childExecutionId": child_id},
+                        ),
+                    )
+                )
+            )
+        return child_id
+
+    async def describe(self, workflow: str) -> ToolWorkflow:
+        async with self.db.read() as conn:
+            try:
+                target = await wf_store.get_workflow(conn, workflow)
+            except NotFound:
+                raise NonRetryableStepError(f"tools: no workflow {workflow!r}") from None
+            if target["archived_at"] is not None or target["active_version_id"] is None:
+                raise NonRetryableStepError(f"tools: the workflow {workflow!r} is archived")
+            version = await wf_store.get_version(conn, version_id=target["active_version_id"])
+        definition = version["definition"]
+        return ToolWorkflow(
+            name=str(target["name"]),
+            description=definition.get("description"),
+            input_schema=definition.get("inputSchema"),
+        )
+
     async def _find_or_create(
-        self, run: Run, state: cp.StepState, workflow: str, input: Any
+        self, run: Run, state: cp.StepState, workflow: str, input: Any, key: str
     ) -> tuple[str, bool]:
-        key = f"child:{run.execution_id}:{state.ref.key}:{state.attempt}"
         async with self.db.write() as conn:
             depth = await ex_store.ancestry_depth(conn, run.execution_id, limit=MAX_DEPTH + 1)
             if depth >= MAX_DEPTH:
@@ -90,9 +117,9 @@ class ChildExecutions:
             )
         return child_id, True
 
-    async def _follow(self, child_id: str, halt: Halt) -> Any:
-        """Run the child here if it can be claimed, else wait for whoever runs it; its output,
-        or a StepError if it failed or was cancelled."""
+    async def follow(self, child_id: str, halt: Halt) -> Any:
+        """Run the child here if it can be claimed, else wait for whoever runs it; its row once
+        it has ended."""
         inline: asyncio.Task[Any] | None = None
         try:
             while True:
@@ -102,7 +129,7 @@ class ChildExecutions:
                     await asyncio.wait({inline}, timeout=POLL_S)
                 row = await self._row(child_id)
                 if ExecutionStatus(row["status"]).is_final:
-                    return _result(child_id, row)
+                    return row
                 if inline is None:
                     await asyncio.sleep(POLL_S)
                 elif inline.done():
@@ -143,6 +170,34 @@ class ChildExecutions:
                     await self.executor.cancels.request(child_id)
                 if inline is not None:
                     await asyncio.gather(inline, return_exceptions=True)
+
+
+class _Tools:
+    """`ToolRunner` for one try of one step: each tool call's child has the idempotency key
+    `tool:{parentId}:{stepKey}:{callKey}` (no attempt in it: a later try joins the child an
+    earlier one started rather than running the call again)."""
+
+    def __init__(
+        self, children: ChildExecutions, run: Run, state: cp.StepState, halt: Halt
+    ) -> None:
+        self.children = children
+        self.parent = run
+        self.state = state
+        self.halt = halt
+
+    async def describe(self, workflow: str) -> ToolWorkflow:
+        return await self.children.describe(workflow)
+
+    async def run(self, workflow: str, input: Any, call_key: str) -> ChildResult:
+        key = f"tool:{self.parent.execution_id}:{self.state.ref.key}:{call_key}"
+        child_id = await self.children.start(self.parent, self.state, workflow, input, key)
+        row = await self.children.follow(child_id, self.halt)
+        return ChildResult(
+            execution_id=child_id,
+            status=str(row["status"]),
+            output=row["output"],
+            error=row["error"],
+        )
 
 
 def _result(child_id: str, row: Any) -> Any:

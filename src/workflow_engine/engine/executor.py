@@ -120,6 +120,7 @@ class Run:
                 found.attempt = row["retry_count"] + 1
                 found.started_at = row["started_at"]
                 found.input = row["input"]
+                found.progress = row.get("progress")
             self.states[ref.key] = found
         return found
 
@@ -396,6 +397,7 @@ class Executor:
             count_retry=run.count_retry,
             run_child=lambda state: self.children.runner(run, state, halt),
             token_budget=definition.tokenBudget,
+            tools=lambda state: self.children.tools(run, state, halt),
         )
 
     def _ended(self, run: Run, state: cp.StepState, outcome: Outcome, halt: Halt) -> None:

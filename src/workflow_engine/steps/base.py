@@ -21,6 +21,46 @@ RunChild = Callable[[str, Any], Awaitable[Any]]
 step, started once per try however often the parent is delivered) and returns its output; raises
 `StepError` if the child fails or is cancelled."""
 
+ProgressFn = Callable[[Any, str | None], Awaitable[None]]
+"""save_progress(progress, log message): stores what the step has done so far on its row
+(durably, before it returns) and logs the message if one is given; the next try or delivery of
+the step finds it in `StepContext.progress`."""
+
+
+@dataclass(frozen=True)
+class ToolWorkflow:
+    """A workflow offered to a model as a tool (steps/llm_tools.py)."""
+
+    name: str
+    description: str | None
+    input_schema: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ChildResult:
+    """How a child execution ended."""
+
+    execution_id: str
+    status: str
+    """completed, failed or cancelled."""
+    output: Any = None
+    error: str | None = None
+
+
+class ToolRunner(Protocol):
+    """Child executions for a step that calls workflows as tools (engine/children.py)."""
+
+    async def describe(self, workflow: str) -> ToolWorkflow:
+        """The live workflow of that id or name; NonRetryableStepError if there is none."""
+        ...
+
+    async def run(self, workflow: str, input: Any, call_key: str) -> ChildResult:
+        """Run a child execution of `workflow` (linked to this step) and wait for its end. One
+        child per `call_key` and step, whatever the tries and deliveries: a second call with
+        the same key joins the child the first one started."""
+        ...
+
+
 DeltaFn = Callable[[str], Awaitable[None]]
 """delta(text): a piece of the step's output as it is made (an llm step's tokens): sent to the
 execution's subscribers as `step_delta` events, compacted (engine/deltas.py)."""
@@ -61,6 +101,10 @@ class StepContext:
     llm: LlmServer | None = None
     """The operator's OpenAI-compatible server (LLM_BASE_URL, LLM_API_KEY), for the llm step."""
     llm_meter: LlmMeter | None = None
+    progress: Any = None
+    """What earlier tries and deliveries of this step saved with `save_progress` (None: nothing)."""
+    save_progress: ProgressFn | None = None
+    tools: ToolRunner | None = None
 
     @property
     def idempotency_key(self) -> str:

@@ -9,7 +9,9 @@ off (the engine retries: 429 and 5xx honouring `Retry-After`; 400/401/403/404 fa
 
 The API key never reaches a stored row, log, event or error: `apiKey` is stored masked, and the
 key is cut out of any error text the server sends back. With `stream`, the tokens go to
-`ctx.delta` as they arrive (compacted into `step_delta` events: engine/deltas.py).
+`ctx.delta` as they arrive (compacted into `step_delta` events: engine/deltas.py). With `tools`,
+the model may call workflows as tools over several turns (the loop: steps/llm_tools.py); `ask`
+below is one model request, whatever the turn.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from workflow_engine.errors import BlockedDestination, NonRetryableStepError, St
 
 from .base import StepConfig, StepContext, StepType
 from .http import parse_retry_after
+from .llm_tools import DEFAULT_MAX_TURNS, ToolCall, run_with_tools
 
 if TYPE_CHECKING:
     import openai
@@ -38,6 +41,7 @@ __all__ = ["LlmConfig", "LlmServer", "LlmStep"]
 
 _RETRYABLE_STATUSES = frozenset({408, 409, 429})
 _ERROR_CHARS = 500
+MAX_TOOLS = 32
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,13 @@ class LlmConfig(StepConfig):
     baseUrl: str | None = None
     apiKey: str | None = None
     timeoutMs: int | None = Field(default=None, gt=0)
+    tools: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_TOOLS,
+        description="Workflows (ids or names) the model may call as tools: steps/llm_tools.py",
+    )
+    maxTurns: int = Field(default=DEFAULT_MAX_TURNS, ge=1, le=100)
 
     @field_validator("responseSchema")
     @classmethod
@@ -115,33 +126,48 @@ class LlmStep(StepType):
             max_retries=0,
             timeout=timeout_s,
         )
-        request: dict[str, Any] = {
-            "model": cfg.model,
-            "messages": [m.model_dump(exclude_none=True) for m in cfg.messages],
-            "extra_headers": {
-                "Idempotency-Key": ctx.idempotency_key,
-                **({} if api_key else {"Authorization": openai.omit}),
-            },
-        }
-        if cfg.temperature is not None:
-            request["temperature"] = cfg.temperature
-        if cfg.maxTokens is not None:
-            request["max_tokens"] = cfg.maxTokens
+        messages = [m.model_dump(exclude_none=True) for m in cfg.messages]
         meter = ctx.llm_meter
-        ticket = (
-            await meter.before(cfg.model, request["messages"], cfg.maxTokens) if meter else None
-        )
-        answer: dict[str, Any] | None = None
-        try:
-            if cfg.stream:
-                answer = await _streamed(client, request, ctx)
-            else:
-                answer = _answer(await client.chat.completions.create(**request))
-        except (openai.OpenAIError, httpx.HTTPError) as exc:
-            raise _step_error(exc, base_url, api_key) from None
-        finally:
-            if meter is not None:
-                await meter.after(ticket, None if answer is None else answer["usage"])
+
+        async def ask(
+            messages: list[dict[str, Any]], tools: list[dict[str, Any]], turn: int
+        ) -> tuple[dict[str, Any], list[ToolCall]]:
+            """One model request (turn 0, or a later turn of a tool loop), metered: every
+            request of the step, tool turns included, goes through here."""
+            key = ctx.idempotency_key if turn == 0 else f"{ctx.idempotency_key}:{turn}"
+            request: dict[str, Any] = {
+                "model": cfg.model,
+                "messages": messages,
+                "extra_headers": {
+                    "Idempotency-Key": key,
+                    **({} if api_key else {"Authorization": openai.omit}),
+                },
+            }
+            if tools:
+                request["tools"] = tools
+            if cfg.temperature is not None:
+                request["temperature"] = cfg.temperature
+            if cfg.maxTokens is not None:
+                request["max_tokens"] = cfg.maxTokens
+            ticket = await meter.before(cfg.model, messages, cfg.maxTokens) if meter else None
+            answer: dict[str, Any] | None = None
+            try:
+                if cfg.stream:
+                    answer, calls = await _streamed(client, request, ctx)
+                else:
+                    completion = await client.chat.completions.create(**request)
+                    answer, calls = _answer(completion), _tool_calls(completion)
+            except (openai.OpenAIError, httpx.HTTPError) as exc:
+                raise _step_error(exc, base_url, api_key) from None
+            finally:
+                if meter is not None:
+                    await meter.after(ticket, None if answer is None else answer["usage"])
+            return answer, calls
+
+        if cfg.tools:
+            answer = await run_with_tools(cfg.tools, cfg.maxTurns, messages, ctx, ask)
+        else:
+            answer, _ = await ask(messages, [], 0)
         if cfg.responseSchema is not None:
             answer["json"] = _checked_json(answer["content"], cfg.responseSchema)
         return answer
@@ -193,10 +219,21 @@ def _answer(completion: Any) -> dict[str, Any]:
     }
 
 
+def _tool_calls(completion: Any) -> list[ToolCall]:
+    choices = completion.choices or []
+    calls = (choices[0].message.tool_calls or []) if choices else []
+    return [
+        ToolCall(id=call.id, name=call.function.name, arguments=call.function.arguments or "")
+        for call in calls
+        if getattr(call, "function", None) is not None
+    ]
+
+
 async def _streamed(
     client: openai.AsyncOpenAI, request: dict[str, Any], ctx: StepContext
-) -> dict[str, Any]:
-    """The answer of a streamed completion; each piece goes to `ctx.delta` as it arrives."""
+) -> tuple[dict[str, Any], list[ToolCall]]:
+    """The answer of a streamed completion and its tool calls (put together from their
+    pieces); each piece of text goes to `ctx.delta` as it arrives."""
     stream = await client.chat.completions.create(
         **request, stream=True, stream_options={"include_usage": True}
     )
@@ -204,6 +241,7 @@ async def _streamed(
     model: str | None = None
     finish: str | None = None
     usage: Any = None
+    calls: dict[int, dict[str, str]] = {}
     try:
         async for chunk in stream:
             model = chunk.model or model
@@ -214,6 +252,8 @@ async def _streamed(
                     continue
                 if choice.finish_reason is not None:
                     finish = choice.finish_reason
+                if choice.delta is not None:
+                    _add_tool_pieces(calls, choice.delta.tool_calls or ())
                 text = choice.delta.content if choice.delta is not None else None
                 if text:
                     pieces.append(text)
@@ -221,13 +261,32 @@ async def _streamed(
                         await ctx.delta(text)
     finally:
         await stream.close()
-    return {
+    answer = {
         "content": "".join(pieces),
         "json": None,
         "model": model,
         "finishReason": finish,
         "usage": _usage(usage),
     }
+    return answer, [
+        ToolCall(id=c["id"], name=c["name"], arguments=c["arguments"])
+        for _, c in sorted(calls.items())
+    ]
+
+
+def _add_tool_pieces(calls: dict[int, dict[str, str]], pieces: Any) -> None:
+    """A streamed tool call comes as its id and name, then its arguments in pieces (some
+    servers send it whole in one chunk)."""
+    for piece in pieces:
+        call = calls.setdefault(piece.index, {"id": "", "name": "", "arguments": ""})
+        if piece.id:
+            call["id"] = piece.id
+        function = piece.function
+        if function is not None:
+            if function.name:
+                call["name"] = function.name
+            if function.arguments:
+                call["arguments"] += function.arguments
 
 
 def _checked_json(content: str, schema: dict[str, Any]) -> Any:

@@ -246,6 +246,9 @@ execution_steps = Table(
     Column("completed_at", UTCDateTime),
     Column("duration_ms", BigInteger),
     Column("retry_count", Integer, nullable=False, default=0),
+    # What a running step has done so far (an llm step's turns and tool calls), kept across its
+    # tries and deliveries: steps/llm_tools.py.
+    Column("progress", Json),
     Index("uq_execution_steps_execution_id_step_key", "execution_id", "step_key", unique=True),
 )
 

@@ -31,10 +31,11 @@ STEP_COLUMNS = (
     "completed_at",
     "duration_ms",
     "retry_count",
+    "progress",
 )
 _STEP_TYPES = (
     "status text, input jsonb, output jsonb, error text, started_at timestamptz, "
-    "completed_at timestamptz, duration_ms bigint, retry_count int"
+    "completed_at timestamptz, duration_ms bigint, retry_count int, progress jsonb"
 )
 # jsonb_to_recordset reads a JSON null as SQL NULL; SQLAlchemy's JSON type (and so the generic
 # flush) stores None as JSON null. These put JSON null back, so both paths store the same.
@@ -71,10 +72,10 @@ fence AS (
 ),
 step_inserts AS (
     INSERT INTO execution_steps (id, execution_id, step_id, step_key, position, status, input,
-        output, error, started_at, completed_at, duration_ms, retry_count)
+        output, error, started_at, completed_at, duration_ms, retry_count, progress)
     SELECT s.id, s.execution_id, s.step_id, s.step_key, s.position, s.status,
         COALESCE(s.input, 'null'::jsonb), COALESCE(s.output, 'null'::jsonb), s.error,
-        s.started_at, s.completed_at, s.duration_ms, COALESCE(s.retry_count, 0)
+        s.started_at, s.completed_at, s.duration_ms, COALESCE(s.retry_count, 0), s.progress
     FROM batch, jsonb_to_recordset(batch.b -> 'step_inserts') AS s(
         id text, execution_id text, token int, step_id text, step_key text, position int,
         {_STEP_TYPES})

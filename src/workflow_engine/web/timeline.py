@@ -1,6 +1,7 @@
 """The execution page's rows: every step of the pinned version in document order, each with its
-row when it has run, a map step's items under it, and the child execution a `workflow` step (or
-item) started. Pure: the page's script draws the bars on a shared time axis from these times."""
+row when it has run, a map step's items under it, the child execution a `workflow` step (or item)
+started, and the tool calls' children of an llm step. Pure: the page's script draws the bars on a
+shared time axis from these times."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ class StepView:
     child_workflow: str | None = None
     child: Row | None = None
     """The newest child execution this step (or item) started."""
+    tool_children: list[Row] | None = None
+    """An llm step's (or item's) tool calls' child executions, oldest first; None for others."""
     index: int | None = None
     items: list[StepView] = field(default_factory=list)
     item_total: int | None = None
@@ -53,6 +56,7 @@ class StepView:
             attempts=0,
             carried=False,
             child_workflow=self.child_workflow,
+            tool_children=[] if self.inner_type == "llm" else None,
             index=0,
         )
 
@@ -103,7 +107,10 @@ def build(
             items.setdefault(match["parent"], []).append((int(match["index"]), row))
         else:
             by_key[row["step_key"]] = row
-    newest_child = {child["parent_step_key"]: child for child in children}
+    by_step: dict[str, list[Row]] = {}
+    for child in children:
+        by_step.setdefault(child["parent_step_key"], []).append(child)
+    newest_child = {key: found[-1] for key, found in by_step.items()}
 
     views = []
     for position, step in enumerate(definition.get("steps", []), start=1):
@@ -130,6 +137,7 @@ def build(
             inner_type=inner.get("type") if isinstance(inner.get("type"), str) else None,
             child_workflow=child_workflow if isinstance(child_workflow, str) else None,
             child=newest_child.get(key),
+            tool_children=by_step.get(key, []) if step["type"] == "llm" else None,
         )
         for index, item_row in sorted(items.get(key, []), key=lambda pair: pair[0]):
             item_key = item_row["step_key"]
@@ -145,6 +153,7 @@ def build(
                     carried=_carried(item_row, rerun_created_at),
                     child_workflow=view.child_workflow,
                     child=newest_child.get(item_key),
+                    tool_children=by_step.get(item_key, []) if view.inner_type == "llm" else None,
                     index=index,
                 )
             )

@@ -197,6 +197,8 @@ const Timeline = (() => {
 
   function setChild(key, executionId) {
     const li = row(key);
+    const tools = li && li.querySelector(':scope > .step-row [data-field="tools"]');
+    if (tools && executionId) { addTool(tools, executionId); return; }
     const box = li && field(li, "child");
     if (!box || !executionId) return;
     field(li, "child-link").href = "/executions/" + executionId;
@@ -205,6 +207,19 @@ const Timeline = (() => {
     const copy = box.querySelector("button.copy-id");
     if (copy) { copy.dataset.copy = executionId; copy.setAttribute("aria-label", "Copy the full id " + executionId); }
     box.hidden = false;
+  }
+
+  // An llm step's tool calls: one link per child execution, in the order they started.
+  function addTool(tools, executionId) {
+    const href = "/executions/" + executionId;
+    const list = tools.querySelector('[data-field="tool-list"]');
+    if (list.querySelector(`a[data-execution-id="${executionId}"]`)) return;
+    const li = document.createElement("li");
+    const a = document.createElement("a"); a.href = href; a.dataset.executionId = executionId;
+    const shown = document.createElement("span"); shown.className = "mono"; shown.title = executionId;
+    shown.textContent = WE.shortId(executionId);
+    a.append(shown, " →"); li.append(a); list.append(li);
+    tools.hidden = false;
   }
 
   function toggle(button, target) {

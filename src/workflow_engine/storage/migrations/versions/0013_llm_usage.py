@@ -5,7 +5,7 @@ tokens as the server reported them) and when it was answered. Its rows go with t
 (ON DELETE CASCADE).
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-11-30
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 from workflow_engine.storage.tables import UTCDateTime
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
