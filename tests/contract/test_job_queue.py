@@ -52,6 +52,43 @@ async def test_a_held_job_id_is_not_added_twice(queue: JobQueue) -> None:
     assert [(job.id, job.data) for job in seen] == [("job-1", {"n": 1})]
 
 
+async def test_higher_priority_jobs_are_taken_first(queue: JobQueue) -> None:
+    # Added while no worker runs: a backlog. Within one priority, the order they came in.
+    added = [("low-1", 1), ("mid-1", 5), ("high-1", 10), ("low-2", 1), ("high-2", 10)]
+    for job_id, priority in added:
+        await queue.add(job_id, {"p": priority}, priority=priority)
+    await queue.add("plain")  # no priority said: 5
+    seen: list[tuple[str, int]] = []
+    done = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        seen.append((job.id, job.priority))
+        if len(seen) == len(added) + 1:
+            done.set()
+
+    await queue.start_worker(handler, concurrency=1)
+    await asyncio.wait_for(done.wait(), 5)
+    order = [job_id for job_id, _ in seen]
+    assert order == ["high-1", "high-2", "mid-1", "plain", "low-1", "low-2"]
+    assert dict(seen) == {**dict(added), "plain": 5}
+
+
+async def test_a_delayed_job_keeps_its_priority(queue: JobQueue) -> None:
+    seen: list[tuple[str, int]] = []
+    done = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        seen.append((job.id, job.priority))
+        if len(seen) == 1:
+            raise Delay(10)  # back to the queue: it comes again with its priority
+        done.set()
+
+    await queue.start_worker(handler, concurrency=1)
+    await queue.add("urgent", priority=9)
+    await asyncio.wait_for(done.wait(), 5)
+    assert seen == [("urgent", 9), ("urgent", 9)]
+
+
 async def test_jobs_run_and_the_id_can_be_used_again_after(queue: JobQueue) -> None:
     seen: list[str] = []
     done = asyncio.Event()
@@ -164,3 +201,31 @@ async def test_stop_hands_unfinished_jobs_back(queue: JobQueue) -> None:
     await queue.stop_worker(grace_s=0.05)
     counts = await queue.counts()
     assert counts["waiting"] + counts["delayed"] == 1 and counts["active"] == 0
+
+
+async def test_several_jobs_handed_back_at_once_all_run_again(queue: JobQueue) -> None:
+    started: list[str] = []
+    again: list[str] = []
+    first_round = True
+
+    async def handler(job: Job) -> None:
+        if first_round:
+            started.append(job.id)
+            await asyncio.sleep(10)
+        again.append(job.id)
+
+    await queue.start_worker(handler, concurrency=3)
+    for n in range(3):
+        await queue.add(f"long-{n}", priority=7)
+    async with asyncio.timeout(5):
+        while len(started) < 3:
+            await asyncio.sleep(0.01)
+    await queue.stop_worker(grace_s=0.05)
+    counts = await queue.counts()
+    assert counts["waiting"] + counts["delayed"] == 3 and counts["active"] == 0
+    first_round = False
+    await queue.start_worker(handler, concurrency=3)
+    async with asyncio.timeout(5):
+        while len(again) < 3:
+            await asyncio.sleep(0.01)
+    assert sorted(again) == ["long-0", "long-1", "long-2"]

@@ -8,6 +8,7 @@ Routes (any method):
   /retry-after/<name>?seconds=S  429 with Retry-After: S on the first hit, then 200
   /slow?ms=N            waits N ms, then 200
   /slowcount/<name>?ms=N  waits N ms, then 200 {"name", "hits"} (hits of <name> so far)
+  /hold/<name>          waits until the test calls `target.release(name)` (at most 60 s), then 200
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class _Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.lock = threading.Lock()
         self.hits: dict[str, list[Hit]] = defaultdict(list)
+        self.gates: dict[str, threading.Event] = defaultdict(threading.Event)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # clients hanging up (timeouts, cancels) are expected here
@@ -103,6 +105,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif route == "slowcount":
             time.sleep(int(query.get("ms", "100")) / 1000)
             self._reply(200, {"name": name, "hits": count})
+        elif route == "hold":
+            with self.server.lock:
+                gate = self.server.gates[name]
+            self._reply(200, {"name": name, "released": gate.wait(60)})
         elif route == "slow":
             time.sleep(int(query.get("ms", "1000")) / 1000)
             self._reply(200, {"slept": True})
@@ -118,6 +124,12 @@ class Target:
     def __init__(self, server: _Server) -> None:
         self._server = server
         self.url = f"http://127.0.0.1:{server.server_address[1]}"
+
+    def release(self, name: str) -> None:
+        """Let every call of /hold/<name> (made or to come) answer."""
+        with self._server.lock:
+            gate = self._server.gates[name]
+        gate.set()
 
     def hits(self, key: str) -> list[Hit]:
         """Hits of one route key, e.g. "count/step1" or "echo"."""
@@ -135,6 +147,8 @@ def run_target() -> Iterator[Target]:
     try:
         yield Target(server)
     finally:
+        for gate in list(server.gates.values()):
+            gate.set()  # no handler thread left holding a request
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)

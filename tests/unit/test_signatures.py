@@ -66,7 +66,11 @@ def test_trigger_documents_accepted() -> None:
     assert plain.model_dump(exclude_none=True) == {"type": "webhook", "enabled": True}
     assert secret_name(getattr(signed, "secret", "")) == "HOOK"
     assert secret_name("{{secrets.OTHER_1}}") == "OTHER_1" and secret_name("HOOK") is None
-    assert event.model_dump() == {"type": "event", "event": "lead.created", "enabled": True}
+    assert event.model_dump(exclude_none=True) == {
+        "type": "event",
+        "event": "lead.created",
+        "enabled": True,
+    }
 
 
 @pytest.mark.parametrize(

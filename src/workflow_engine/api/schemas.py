@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from workflow_engine.domain.access import Role
+from workflow_engine.domain.priority import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY
 from workflow_engine.domain.status import ExecutionStatus, StepStatus
 
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
@@ -51,6 +52,12 @@ class ExecuteRequest(BaseModel):
 
     input: Json = Field(
         default=None, description="What the steps' templates read as `input` (default `{}`)"
+    )
+    priority: int = Field(
+        default=DEFAULT_PRIORITY,
+        ge=MIN_PRIORITY,
+        le=MAX_PRIORITY,
+        description="1..10: of the executions waiting for a worker, the higher start first",
     )
 
     @model_validator(mode="before")
@@ -241,6 +248,11 @@ class Trigger(_Response):
     cron: str | Absent = Field(default=None, description="schedule: cron, 5 or 6 fields")
     timezone: str | Absent = Field(default=None, description="schedule: IANA timezone")
     input: dict[str, Any] | Absent = Field(default=None, description="schedule: the input")
+    debounce: dict[str, Any] | Absent = Field(
+        default=None,
+        description='event, webhook: `{"key", "periodMs"}`: a burst of calls with one key '
+        "starts one execution, with the last call's input, periodMs after the last call",
+    )
     createdAt: Timestamp
     updatedAt: Timestamp
 
@@ -332,6 +344,12 @@ class Execution(_Response):
     wakeAt: Timestamp | None = Field(
         default=None, description="A `waiting` execution: when its timer wakes it (null: none)"
     )
+    priority: int = Field(default=DEFAULT_PRIORITY, description="1..10, as started")
+    concurrencyKey: str | None = Field(
+        default=None,
+        description="The workflow's `concurrency.key` rendered from the input (set when it "
+        "first starts)",
+    )
 
 
 class ExecutionWait(_Response):
@@ -370,6 +388,18 @@ class EventPosted(_Response):
     matched: int = Field(description="Waiting executions it resumed (0: kept for a later wait)")
     started: list[TriggeredExecution] = Field(
         description="Executions its `event` triggers started (input: the event's `data`)"
+    )
+
+
+class Debounced(_Response):
+    """Answer (202) of a call of a debounced trigger: kept, no execution yet. One execution
+    starts `periodMs` after the last call with the same key, with that call's input."""
+
+    debounced: bool
+    triggerId: str
+    key: str = Field(description="The trigger's `debounce.key`, rendered from this input")
+    fireAt: Timestamp = Field(
+        description="When the burst starts its execution (if no call follows)"
     )
 
 

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from workflow_engine.domain.audit import summary as audit_summary
+from workflow_engine.engine.debounce import Held
 from workflow_engine.storage.db import Row
 from workflow_engine.storage.stats import ExecutionStats, Tally
 
@@ -77,6 +78,18 @@ def execution(row: Row) -> dict[str, Any]:
         "cancelRequestedAt": iso(row["cancel_requested_at"]),
         "triggeredBy": row["triggered_by"],
         "wakeAt": iso(row["wake_at"]) if row["status"] == "waiting" else None,
+        "priority": row["priority"],
+        "concurrencyKey": row["concurrency_key"],
+    }
+
+
+def debounced(held: Held) -> dict[str, Any]:
+    """The answer to a call a debounced trigger kept (no execution yet)."""
+    return {
+        "debounced": True,
+        "triggerId": held.trigger_id,
+        "key": held.key,
+        "fireAt": iso(held.fire_at),
     }
 
 

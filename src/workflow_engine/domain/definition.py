@@ -44,6 +44,22 @@ class StepDefinition(_Strict):
         return self.name or self.key
 
 
+class Concurrency(_Strict):
+    """Caps the running executions of the workflow per key (DESIGN.md section 14, flow
+    control): `{"key": "{{ input.tenantId }}", "limit": 2}`."""
+
+    key: str = Field(min_length=1, max_length=500, description="Template over `input`")
+    limit: int = Field(ge=1, le=100_000, description="Running executions per key at most")
+
+
+class Debounce(_Strict):
+    """A burst of calls of a trigger with the same rendered key starts one execution, with the
+    last call's input, `periodMs` after the last call (a trailing debounce)."""
+
+    key: str = Field(default="", max_length=500, description="Template over `input` (the data)")
+    periodMs: int = Field(ge=1, le=86_400_000)
+
+
 class ScheduleTrigger(_Strict):
     type: Literal["schedule"]
     cron: str = Field(max_length=MAX_CRON_LENGTH)
@@ -97,6 +113,7 @@ class WebhookTrigger(_Strict):
         max_length=200,
         description="`{{ secrets.NAME }}`: the secret that signs or bears each call",
     )
+    debounce: Debounce | None = None
 
     @field_validator("secret")
     @classmethod
@@ -125,6 +142,7 @@ class EventTrigger(_Strict):
     type: Literal["event"]
     event: str = Field(min_length=1, max_length=200, description="The event's name")
     enabled: bool = True
+    debounce: Debounce | None = None
 
 
 TriggerDefinition = Annotated[
@@ -142,6 +160,7 @@ class WorkflowDefinition(_Strict):
     timeoutMs: int | None = Field(default=None, ge=1, le=86_400_000)
     rateLimitMaxConcurrent: int | None = Field(default=None, ge=1)
     rateLimitPerMinute: int | None = Field(default=None, ge=1)
+    concurrency: Concurrency | None = None
     tokenBudget: int | None = Field(
         default=None,
         ge=1,

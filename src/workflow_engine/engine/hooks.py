@@ -14,6 +14,7 @@ from typing import Any
 
 from workflow_engine.domain.definition import secret_name
 from workflow_engine.domain.signatures import authentic
+from workflow_engine.engine.debounce import Held
 from workflow_engine.engine.endings import Endings
 from workflow_engine.engine.secrets import Secrets
 from workflow_engine.engine.service import EngineService, Started
@@ -83,8 +84,9 @@ class Hooks:
 
     async def start(
         self, trigger: Row, input: Any, *, idempotency_key: str | None = None
-    ) -> Started:
-        """Start the trigger's workflow (Conflict if the trigger is disabled)."""
+    ) -> Started | Held:
+        """Start the trigger's workflow (Conflict if the trigger is disabled); a debounced
+        trigger keeps the call (`Held`) to start one execution after the burst."""
         return await self.service.fire_trigger(
             trigger["id"], input, idempotency_key=idempotency_key
         )

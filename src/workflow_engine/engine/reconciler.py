@@ -4,6 +4,7 @@
 - `running` executions whose lease expired get an execution job (the claim takes them over);
 - `waiting` executions whose timer is due are woken (`pending`) and get their dispatch job (the
   timer's own delayed job may have been lost with Redis, or with the embedded process);
+- debounced triggers' bursts past their time are fired (their timer job may have been lost);
 - events kept past EVENT_RETENTION_MS are forgotten.
 """
 
@@ -15,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from workflow_engine import metrics
+from workflow_engine.engine import debounce
 from workflow_engine.queue.base import JobQueue
 from workflow_engine.storage import executions as ex_store
 from workflow_engine.storage import waits as wait_store
@@ -52,14 +54,20 @@ class Reconciler:
             pending = await ex_store.stale_pending_ids(conn, older_than=older_than, limit=BATCH)
             expired = await ex_store.expired_running_ids(conn, limit=BATCH)
         # Added together, so the queue sends them in one pipeline (its add is batched).
-        await asyncio.gather(*(self.dispatch_queue.add(execution_id) for execution_id in pending))
+        await asyncio.gather(
+            *(
+                self.dispatch_queue.add(execution_id, priority=priority)
+                for execution_id, priority in pending
+            )
+        )
         if pending:
             async with self.db.write() as conn:
-                await ex_store.touch(conn, pending)
+                await ex_store.touch(conn, [execution_id for execution_id, _ in pending])
         await asyncio.gather(*(self.execution_queue.add(execution_id) for execution_id in expired))
         woken = await self._wake_due()
+        fired = await debounce.fire_due(self.db, self.dispatch_queue)
         metrics.requeued(pending=len(pending) + len(woken), expired=len(expired))
-        queued = len(pending) + len(expired) + len(woken)
+        queued = len(pending) + len(expired) + len(woken) + len(fired)
         if queued:
             log.info("reconciler queued %d unfinished execution(s) again", queued)
         return queued

@@ -19,7 +19,9 @@ from workflow_engine.batching import Batcher
 from workflow_engine.domain.access import SYSTEM, Actor
 from workflow_engine.domain.audit import Action, Target
 from workflow_engine.domain.definition import TriggerDefinition, WorkflowDefinition
+from workflow_engine.domain.priority import DEFAULT_PRIORITY
 from workflow_engine.domain.status import RERUNNABLE, ExecutionStatus
+from workflow_engine.engine import debounce
 from workflow_engine.engine.cancel import CancelSignals
 from workflow_engine.engine.definition_checks import check_definition
 from workflow_engine.engine.event_triggers import TriggeredStart, start_event_triggers
@@ -51,6 +53,7 @@ class _Request:
     input: Any
     trigger_id: str | None
     triggered_by: str | None = None
+    priority: int = DEFAULT_PRIORITY
 
 
 def _refused_values(exc: Exception) -> bool:
@@ -72,6 +75,7 @@ def _new_execution(
         input=request.input,
         trigger_id=request.trigger_id,
         triggered_by=request.triggered_by,
+        priority=request.priority,
     )
 
 
@@ -100,6 +104,8 @@ class PostedEvent:
     """The waiting executions it woke."""
     started: list[TriggeredStart]
     """The executions its `event` triggers started."""
+    debounced: list[debounce.Held] = dataclasses.field(default_factory=list)
+    """The debounced `event` triggers that kept it (to start one execution after the burst)."""
 
 
 @dataclass(frozen=True)
@@ -273,14 +279,16 @@ class EngineService:
         idempotency_key: str | None = None,
         trigger_id: str | None = None,
         triggered_by: str | None = None,
+        priority: int = DEFAULT_PRIORITY,
     ) -> Started:
         """Insert a `pending` execution of the active version and queue its dispatch job.
-        `triggered_by`: the name of the key that asked (kept on the execution)."""
-        request = _Request(id_or_name, input, trigger_id, triggered_by)
+        `triggered_by`: the name of the key that asked (kept on the execution); `priority`
+        (1..10): of the executions waiting for a worker, the higher start first."""
+        request = _Request(id_or_name, input, trigger_id, triggered_by, priority)
         if not idempotency_key:
             execution_id = await self._inserts(request)
             # After the commit, so the dispatcher always finds the row.
-            await self._enqueue(execution_id)
+            await self._enqueue(execution_id, priority)
             return Started(execution_id, ExecutionStatus.PENDING.value, created=True)
         async with self.db.write() as conn:
             workflow = await wf_store.get_workflow(conn, id_or_name)
@@ -302,7 +310,7 @@ class EngineService:
                     raise
                 return Started(existing["id"], existing["status"], created=False)
         # After the commit, so the dispatcher always finds the row.
-        await self._enqueue(execution_id)
+        await self._enqueue(execution_id, priority)
         return Started(execution_id, ExecutionStatus.PENDING.value, created=True)
 
     async def _insert_many(self, requests: list[_Request]) -> list[str | Exception]:
@@ -328,20 +336,29 @@ class EngineService:
         *,
         idempotency_key: str | None = None,
         triggered_by: str | None = None,
-    ) -> Started:
-        """Start an execution through a `webhook` or `manual` trigger (linked to it)."""
+        priority: int = DEFAULT_PRIORITY,
+    ) -> Started | debounce.Held:
+        """Start an execution through a `webhook` or `manual` trigger (linked to it); a
+        debounced trigger keeps the call instead (engine/debounce.py)."""
         async with self.db.read() as conn:
             trigger = await wf_store.get_trigger(conn, trigger_id)
         if trigger["type"] == "schedule":
             raise Conflict("schedule triggers fire on their own; they cannot be called")
         if not trigger["enabled"]:
             raise Conflict("the trigger is disabled")
+        if debounce.debounce_of(trigger) is not None:
+            async with self.db.write() as conn:
+                held = await debounce.hold(conn, trigger, input)
+            assert held is not None
+            await debounce.schedule(self.dispatch_queue, held)
+            return held
         return await self.execute(
             trigger["workflow_id"],
             input,
             idempotency_key=idempotency_key,
             trigger_id=trigger_id,
             triggered_by=triggered_by,
+            priority=priority,
         )
 
     async def fire_schedule(
@@ -410,10 +427,12 @@ class EngineService:
             posted = await wait_store.post_event(
                 conn, name, key, data, retention_ms=self.event_retention_ms
             )
-            started = await start_event_triggers(conn, name, posted.event_id, data)
-        for execution_id in [*posted.resumed, *(s.execution_id for s in started)]:
+            triggered = await start_event_triggers(conn, name, posted.event_id, data)
+        for execution_id in [*posted.resumed, *(s.execution_id for s in triggered.started)]:
             await self._enqueue(execution_id)
-        return PostedEvent(posted.event_id, posted.resumed, started)
+        for held in triggered.held:
+            await debounce.schedule(self.dispatch_queue, held)
+        return PostedEvent(posted.event_id, posted.resumed, triggered.started, triggered.held)
 
     async def decide(
         self,
@@ -461,6 +480,7 @@ class EngineService:
                 trigger_id=source["trigger_id"],
                 rerun_of_id=source["id"],
                 triggered_by=actor.name,
+                priority=source["priority"],
             )
             new_id = await ex_store.insert_execution(conn, new)
             await ex_store.copy_finished_steps(conn, execution_id, new_id)
@@ -472,15 +492,15 @@ class EngineService:
                 execution_id,
                 {"newExecutionId": new_id},
             )
-        await self._enqueue(new_id)
+        await self._enqueue(new_id, new.priority)
         return new_id
 
-    async def _enqueue(self, execution_id: str) -> None:
+    async def _enqueue(self, execution_id: str, priority: int = DEFAULT_PRIORITY) -> None:
         """Queue the dispatch job of a committed `pending` row. If the queue is unreachable
         (Redis restarting) the row is still accepted: the reconciler queues it later."""
         try:
             async with asyncio.timeout(ENQUEUE_TIMEOUT_S):
-                await self.dispatch_queue.add(execution_id)
+                await self.dispatch_queue.add(execution_id, priority=priority)
         except Exception as exc:
             log.warning(
                 "execution %s accepted but not queued yet (%s); the reconciler will queue it",

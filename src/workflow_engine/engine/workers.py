@@ -11,7 +11,7 @@ from datetime import datetime
 from workflow_engine import telemetry
 from workflow_engine.batching import Batcher
 from workflow_engine.domain.status import ExecutionStatus
-from workflow_engine.engine import ratelimit
+from workflow_engine.engine import debounce, ratelimit
 from workflow_engine.engine.alerts import Failures
 from workflow_engine.engine.executor import Executor
 from workflow_engine.engine.waits import WAKE_KEY
@@ -53,6 +53,10 @@ class Dispatcher:
         if isinstance(wake, str):
             await self._timer(wake)
             return
+        burst = job.data.get(debounce.DEBOUNCE_KEY)
+        if isinstance(burst, dict):
+            await self._debounced(str(burst.get("trigger")), str(burst.get("key")))
+            return
         state = await self._states(job.id)
         if state is None:
             log.warning("dispatch %s: no such execution; dropped", job.id)
@@ -68,7 +72,18 @@ class Dispatcher:
                     await ex_store.fail_unclaimable(conn, job.id, error)
             return
         # The version (immutable) rides along so the runner knows its rate limits before claiming.
-        await self.execution_queue.add(job.id, {VERSION_KEY: state.workflow_version_id})
+        await self.execution_queue.add(
+            job.id, {VERSION_KEY: state.workflow_version_id}, priority=state.priority
+        )
+
+    async def _debounced(self, trigger_id: str, key: str) -> None:
+        """A debounce timer: start the burst's execution if it is due (only the caller whose
+        DELETE takes the burst does); put the job back if a later call pushed it back."""
+        fired = await debounce.fire(self.db, trigger_id, key)
+        if isinstance(fired, str):
+            await self.execution_queue.add(fired)
+        elif isinstance(fired, datetime):
+            raise Delay(max(1, int((fired - ex_store.now()).total_seconds() * 1000)), "not due yet")
 
     async def _timer(self, execution_id: str) -> None:
         """A durable wait's timer job: wake the execution if it is due (only the caller whose
@@ -76,7 +91,13 @@ class Dispatcher:
         async with self.db.write() as conn:
             due = await wait_store.wake_if_due(conn, execution_id)
         if due is True:
-            await self.execution_queue.add(execution_id)
+            state = await self._states(execution_id)
+            if state is None:
+                return
+            # Back in the backlog with its priority (and its version, as a dispatch gives it).
+            await self.execution_queue.add(
+                execution_id, {VERSION_KEY: state.workflow_version_id}, priority=state.priority
+            )
         elif isinstance(due, datetime):
             raise Delay(max(1, int((due - ex_store.now()).total_seconds() * 1000)), "not due yet")
 
@@ -128,7 +149,11 @@ class ExecutionRunner:
                     definition = version.definition
                     if ratelimit.has_limits(definition):
                         wait_ms = await ratelimit.wait_needed_ms(
-                            conn, claim.workflow_id, definition
+                            conn,
+                            claim.workflow_id,
+                            definition,
+                            execution_id=claim.execution_id,
+                            input=claim.input,
                         )
                         if wait_ms:
                             # Over a limit: the claim is rolled back, the execution stays

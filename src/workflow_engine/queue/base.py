@@ -7,6 +7,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from workflow_engine.domain.priority import DEFAULT_PRIORITY
+
 DISPATCH_QUEUE = "workflow-dispatch"
 EXECUTION_QUEUE = "workflow-execution"
 
@@ -31,6 +33,7 @@ class Job:
     data: dict[str, Any] = field(default_factory=dict)
     attempt: int = 1
     """1 on the first try; a job re-delayed by `Delay` keeps its attempt number."""
+    priority: int = DEFAULT_PRIORITY
 
 
 Handler = Callable[[Job], Coroutine[Any, Any, None]]
@@ -47,10 +50,18 @@ class JobQueue(ABC):
 
     @abstractmethod
     async def add(
-        self, job_id: str, data: dict[str, Any] | None = None, *, delay_ms: int = 0
+        self,
+        job_id: str,
+        data: dict[str, Any] | None = None,
+        *,
+        delay_ms: int = 0,
+        priority: int = DEFAULT_PRIORITY,
     ) -> None:
         """Queue a job; a no-op when a job with this id is already held (the first one's data
-        stays). One round trip on Redis: the caller is not told which of the two happened."""
+        and priority stay). One round trip on Redis: the caller is not told which of the two
+        happened. Of the jobs waiting, those of higher `priority` (1..10) are taken first, in
+        the order they were added within one priority; a job put back (`Delay`) keeps its
+        priority."""
 
     @abstractmethod
     async def counts(self) -> dict[str, int]:

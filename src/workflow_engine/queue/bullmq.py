@@ -1,9 +1,10 @@
 """The JobQueue contract on BullMQ (Redis), for the distributed mode.
 
-Queue names and the `bull` prefix match the seed, so `redis-cli LLEN bull:workflow-dispatch:wait`
-and Bull Board work. Traps handled here (DESIGN.md section 13): a Queue and a Worker never share
-a client (each gets the URL and builds its own); bullmq has no job timeout, so the handler runs
-under `asyncio.timeout`; `Delay` becomes `moveToDelayed` + `DelayedError`, which costs no attempt.
+Queue names and the `bull` prefix match the seed, so Bull Board works; every job carries a
+priority, so the waiting ones are in `bull:workflow-dispatch:prioritized` (`redis-cli ZCARD`).
+Traps handled here (DESIGN.md section 13): a Queue and a Worker never share a client (each
+gets the URL and builds its own); bullmq has no job timeout, so the handler runs under
+`asyncio.timeout`; `Delay` becomes `moveToDelayed` + `DelayedError`, which costs no attempt.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from bullmq.backends.redis_backend import RedisBackend
 from bullmq.custom_errors import DelayedError
 
 from workflow_engine.batching import Batcher
+from workflow_engine.domain.priority import DEFAULT_PRIORITY, MAX_PRIORITY
 from workflow_engine.errors import Delay
 from workflow_engine.private_hooks import Hook, check
 from workflow_engine.queue.base import Handler, Job, JobQueue, QueueOptions
@@ -144,6 +146,15 @@ class _FetchOnCompletion:
         return moved
 
 
+def bull_priority(priority: int) -> int:
+    """Ours (10 first) as BullMQ's (1 first): 10 -> 1, 5 -> 6, 1 -> 10."""
+    return MAX_PRIORITY + 1 - priority
+
+
+def our_priority(bull: int) -> int:
+    return MAX_PRIORITY + 1 - bull if bull else DEFAULT_PRIORITY
+
+
 class BullMQQueue(JobQueue):
     def __init__(
         self,
@@ -166,9 +177,12 @@ class BullMQQueue(JobQueue):
         # Concurrent adds go to Redis together: one pipelined MULTI instead of a round trip each.
         self._adds = Batcher(self._add_many, name=f"add to {name}")
 
-    def _job_options(self, job_id: str, delay_ms: int) -> dict[str, Any]:
+    def _job_options(self, job_id: str, delay_ms: int, priority: int) -> dict[str, Any]:
         opts: dict[str, Any] = {
             "jobId": job_id,
+            # BullMQ takes 1 first; every job has one, since BullMQ takes the jobs without a
+            # priority before all the others.
+            "priority": bull_priority(priority),
             "attempts": self.options.attempts,
             "removeOnComplete": True,
             "removeOnFail": True,
@@ -180,29 +194,41 @@ class BullMQQueue(JobQueue):
         return opts
 
     async def add(
-        self, job_id: str, data: dict[str, Any] | None = None, *, delay_ms: int = 0
+        self,
+        job_id: str,
+        data: dict[str, Any] | None = None,
+        *,
+        delay_ms: int = 0,
+        priority: int = DEFAULT_PRIORITY,
     ) -> None:
         # BullMQ itself ignores a second add of a held id (its script checks the job's key).
-        await self._adds((job_id, dict(data or {}), delay_ms))
+        await self._adds((job_id, dict(data or {}), delay_ms, priority))
 
-    async def _add_many(self, jobs: list[tuple[str, dict[str, Any], int]]) -> list[None]:
+    async def _add_many(self, jobs: list[tuple[str, dict[str, Any], int, int]]) -> list[None]:
         if len(jobs) == 1:
             # A pipeline first asks Redis whether its scripts are loaded (SCRIPT EXISTS): one
             # round trip more than a lone add.
-            ((job_id, data, delay_ms),) = jobs
-            await self._queue.add(self.name, data, self._job_options(job_id, delay_ms))
+            ((job_id, data, delay_ms, priority),) = jobs
+            await self._queue.add(self.name, data, self._job_options(job_id, delay_ms, priority))
             return [None]
         await self._queue.addBulk(
             [
-                {"name": self.name, "data": data, "opts": self._job_options(job_id, delay_ms)}
-                for job_id, data, delay_ms in jobs
+                {
+                    "name": self.name,
+                    "data": data,
+                    "opts": self._job_options(job_id, delay_ms, priority),
+                }
+                for job_id, data, delay_ms, priority in jobs
             ]
         )
         return [None] * len(jobs)
 
     async def counts(self) -> dict[str, int]:
-        counts = await self._queue.getJobCounts(*COUNT_STATES)
-        return {state: int(counts.get(state, 0)) for state in COUNT_STATES}
+        counts = await self._queue.getJobCounts(*COUNT_STATES, "prioritized")
+        found = {state: int(counts.get(state, 0)) for state in COUNT_STATES}
+        # Every job has a priority, so the waiting ones are in BullMQ's `prioritized` set.
+        found["waiting"] += int(counts.get("prioritized", 0))
+        return found
 
     async def start_worker(self, handler: Handler, *, concurrency: int) -> None:
         timeout_s = self.job_timeout_ms / 1000
@@ -213,6 +239,7 @@ class BullMQQueue(JobQueue):
                 queue=self.name,
                 data=dict(bull_job.data or {}),
                 attempt=int(bull_job.attemptsMade) + 1,
+                priority=our_priority(int(bull_job.priority or 0)),
             )
             task = asyncio.ensure_future(handler(job))
             self._running[job.id] = task

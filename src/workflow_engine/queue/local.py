@@ -10,9 +10,9 @@ import asyncio
 import heapq
 import logging
 import time
-from collections import deque
 from typing import Any
 
+from workflow_engine.domain.priority import DEFAULT_PRIORITY
 from workflow_engine.errors import Delay
 from workflow_engine.queue.base import Handler, Job, JobQueue, QueueOptions, backoff_ms
 
@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 class LocalQueue(JobQueue):
     def __init__(self, name: str, options: QueueOptions) -> None:
         super().__init__(name, options)
-        self._waiting: deque[Job] = deque()
+        # A heap: the highest priority first, then the order of arrival (a hand-back first).
+        self._waiting: list[tuple[int, int, Job]] = []
         self._delayed: list[tuple[float, int, Job]] = []
         self._held: set[str] = set()
         self._active: dict[str, asyncio.Task[None]] = {}
@@ -34,20 +35,29 @@ class LocalQueue(JobQueue):
         self._stopping = False
 
     async def add(
-        self, job_id: str, data: dict[str, Any] | None = None, *, delay_ms: int = 0
+        self,
+        job_id: str,
+        data: dict[str, Any] | None = None,
+        *,
+        delay_ms: int = 0,
+        priority: int = DEFAULT_PRIORITY,
     ) -> None:
         if job_id in self._held:
             return
         self._held.add(job_id)
-        self._enqueue(Job(id=job_id, queue=self.name, data=dict(data or {})), delay_ms)
+        job = Job(id=job_id, queue=self.name, data=dict(data or {}), priority=priority)
+        self._enqueue(job, delay_ms)
 
     def _enqueue(self, job: Job, delay_ms: int) -> None:
+        self._seq += 1
         if delay_ms > 0:
-            self._seq += 1
             heapq.heappush(self._delayed, (time.monotonic() + delay_ms / 1000, self._seq, job))
         else:
-            self._waiting.append(job)
+            self._wait(job, self._seq)
         self._wakeup.set()
+
+    def _wait(self, job: Job, order: int) -> None:
+        heapq.heappush(self._waiting, (-job.priority, order, job))
 
     async def counts(self) -> dict[str, int]:
         return {
@@ -69,14 +79,15 @@ class LocalQueue(JobQueue):
         """Move due delayed jobs to waiting; return seconds until the next one, if any."""
         now = time.monotonic()
         while self._delayed and self._delayed[0][0] <= now:
-            self._waiting.append(heapq.heappop(self._delayed)[2])
+            _, order, job = heapq.heappop(self._delayed)
+            self._wait(job, order)
         return self._delayed[0][0] - now if self._delayed else None
 
     async def _next_job(self) -> Job | None:
         while not self._stopping:
             wait = self._promote_due()
             if self._waiting:
-                return self._waiting.popleft()
+                return heapq.heappop(self._waiting)[2]
             self._wakeup.clear()
             try:
                 async with asyncio.timeout(wait):
@@ -96,7 +107,9 @@ class LocalQueue(JobQueue):
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
                 self._active.pop(job.id, None)
-                self._waiting.appendleft(job)
+                # First among its priority; a distinct order each, so no two entries tie.
+                self._seq += 1
+                self._wait(job, -self._seq)
                 raise
             except Delay as delay:
                 self._active.pop(job.id, None)
@@ -109,7 +122,13 @@ class LocalQueue(JobQueue):
                     log.warning(
                         "job %s on %s failed (%s); retry in %d ms", job.id, self.name, exc, wait
                     )
-                    retry = Job(id=job.id, queue=job.queue, data=job.data, attempt=job.attempt + 1)
+                    retry = Job(
+                        id=job.id,
+                        queue=job.queue,
+                        data=job.data,
+                        attempt=job.attempt + 1,
+                        priority=job.priority,
+                    )
                     self._enqueue(retry, wait)
                 else:
                     # A warning: the handler logs the error itself, with its traceback

@@ -56,6 +56,8 @@ class NewExecution:
     parent_step_key: str | None = None
     triggered_by: str | None = None
     """The name of the key that started it through the API (API_TOKEN for the bootstrap one)."""
+    priority: int = 5
+    """1..10: of the executions waiting for a worker, the higher start first."""
 
 
 async def insert_execution(conn: AsyncConnection, new: NewExecution) -> str:
@@ -100,6 +102,7 @@ def execution_row(new: NewExecution, stamp: datetime | None = None) -> dict[str,
         "parent_step_key": new.parent_step_key,
         "triggered_by": new.triggered_by,
         "fencing_token": 0,
+        "priority": new.priority,
     }
 
 
@@ -137,6 +140,7 @@ class DispatchState:
     archived: bool
     """Whether the execution's workflow is archived."""
     workflow_version_id: str
+    priority: int = 5
 
 
 @cache
@@ -148,6 +152,7 @@ def _dispatch_states_query(dialect: str) -> Select[Any]:
             executions.c.status,
             workflows.c.archived_at.is_not(None),
             executions.c.workflow_version_id,
+            executions.c.priority,
         )
         .join(workflows, workflows.c.id == executions.c.workflow_id)
         .where(one_of(executions.c.id, "ids", dialect))
@@ -158,7 +163,7 @@ async def dispatch_states(conn: AsyncConnection, ids: list[str]) -> dict[str, Di
     """What the dispatcher checks, for several executions in one query (unknown ids are left
     out)."""
     rows = await conn.execute(_dispatch_states_query(conn.dialect.name), {"ids": ids})
-    return {str(r[0]): DispatchState(str(r[1]), bool(r[2]), str(r[3])) for r in rows}
+    return {str(r[0]): DispatchState(str(r[1]), bool(r[2]), str(r[3]), int(r[4])) for r in rows}
 
 
 async def list_executions(
@@ -556,14 +561,15 @@ async def list_events(
 
 async def stale_pending_ids(
     conn: AsyncConnection, *, older_than: datetime, limit: int
-) -> list[str]:
+) -> list[tuple[str, int]]:
+    """Pending executions not touched since `older_than`, with their priorities."""
     query = (
-        select(executions.c.id)
+        select(executions.c.id, executions.c.priority)
         .where(executions.c.status == PENDING, executions.c.updated_at < older_than)
         .order_by(executions.c.created_at)
         .limit(limit)
     )
-    return list((await conn.execute(query)).scalars())
+    return [(str(r[0]), int(r[1])) for r in await conn.execute(query)]
 
 
 async def expired_running_ids(conn: AsyncConnection, *, limit: int) -> list[str]:

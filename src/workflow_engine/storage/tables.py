@@ -169,12 +169,24 @@ executions = Table(
     Column("wake_at", UTCDateTime),
     Column("waiting_since", UTCDateTime),
     Column("waited_ms", BigInteger, nullable=False, default=0, server_default="0"),
+    # Flow control (DESIGN.md section 14): the workflow's `concurrency.key` rendered from the
+    # input (set when it is first claimed), and the priority it was started with (1..10).
+    Column("concurrency_key", String(255)),
+    Column("priority", Integer, nullable=False, default=5, server_default="5"),
     Index("ix_executions_created_at_id", "created_at", "id"),
     Index("ix_executions_parent_execution_id", "parent_execution_id"),
     Index("ix_executions_workflow_id_created_at_id", "workflow_id", "created_at", "id"),
     Index("ix_executions_status_created_at_id", "status", "created_at", "id"),
     Index("ix_executions_status_lease_expires_at", "status", "lease_expires_at"),
     Index("ix_executions_status_wake_at", "status", "wake_at"),
+    Index(
+        "ix_executions_workflow_id_concurrency_key_status",
+        "workflow_id",
+        "concurrency_key",
+        "status",
+        sqlite_where=text("concurrency_key IS NOT NULL"),
+        postgresql_where=text("concurrency_key IS NOT NULL"),
+    ),
     # Retention (storage/retention.py): the oldest finished executions first; and the re-run
     # link's ON DELETE SET NULL, which would otherwise scan the table per deleted row.
     Index(
@@ -388,3 +400,21 @@ llm_usage = Table(
 """One row per answered model request (storage/usage.py): what it cost, as the server reported
 it, at the time of the answer. Tries that failed afterwards (an answer not matching its schema)
 keep theirs: those tokens were spent. Summed on read per execution and per workflow."""
+
+
+debounces = Table(
+    "debounces",
+    metadata,
+    _id("trigger_id", ForeignKey("triggers.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    _id("workflow_id", ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False),
+    Column("input", Json),
+    Column("calls", Integer, nullable=False, default=1),
+    Column("fire_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_debounces_fire_at", "fire_at"),
+)
+"""A debounced trigger's burst in progress (engine/debounce.py): one row per (trigger, rendered
+key) holding the latest call's input; every call pushes `fire_at` back. The execution starts
+when `fire_at` passes, in the transaction that deletes the row (whoever deletes it, once)."""

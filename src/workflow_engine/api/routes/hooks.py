@@ -7,7 +7,9 @@ import re
 from typing import Annotated, Any
 
 from fastapi import Header, HTTPException, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
 
+from workflow_engine.api import serialize
 from workflow_engine.api.access import bearer_value
 from workflow_engine.api.deps import EngineDep
 from workflow_engine.api.errors import responses
@@ -17,6 +19,7 @@ from workflow_engine.api.routes import api_router
 from workflow_engine.api.schemas import ExecutionStarted, HookFinished
 from workflow_engine.domain.definition import HOOK_PATH_PATTERN
 from workflow_engine.domain.signatures import SIGNATURE_HEADER
+from workflow_engine.engine.debounce import Held
 from workflow_engine.engine.hooks import MAX_WAIT_MS, Call
 from workflow_engine.errors import NotFound
 
@@ -79,7 +82,8 @@ async def call_hook(
     """Start the workflow of the `webhook` trigger serving `path`, with the JSON body as its
     input (an empty body: `{}`). Authenticated by the trigger's secret only: `X-Signature-256`
     or `Authorization: Bearer <secret>` (an API key is refused, 401). 404 if no live workflow
-    serves `path`; 400 if the body is not JSON or `wait` is not 0 to 30000."""
+    serves `path`; 400 if the body is not JSON or `wait` is not 0 to 30000. A debounced
+    trigger answers `{"debounced": true, "triggerId", "key", "fireAt"}` (202, `wait` unused)."""
     if not _PATH.fullmatch(path):
         raise NotFound(f"no webhook at /api/hooks/{path}")
     body = await request.body()
@@ -90,6 +94,8 @@ async def call_hook(
     started = await engine.hooks.start(
         trigger, parsed if parsed is not None else {}, idempotency_key=idempotency_key
     )
+    if isinstance(started, Held):
+        return JSONResponse(serialize.debounced(started), status_code=202)
     if not started.created:
         response.headers["Idempotent-Replayed"] = "true"
     if waiting_ms:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Body, Header, Path, Response
+from fastapi.responses import JSONResponse
 
 from workflow_engine.api import serialize
 from workflow_engine.api.deps import (
@@ -35,6 +36,7 @@ from workflow_engine.api.schemas import (
 )
 from workflow_engine.domain.audit import Target
 from workflow_engine.domain.definition import TriggerDefinition, WorkflowDefinition
+from workflow_engine.engine.debounce import Held
 from workflow_engine.storage import audit, usage
 from workflow_engine.storage import workflows as wf_store
 from workflow_engine.storage.pagination import Cursor
@@ -285,6 +287,7 @@ async def execute(
         body.input if body.input is not None else {},
         idempotency_key=idempotency_key,
         triggered_by=caller.name,
+        priority=body.priority,
     )
     if not started.created:
         response.headers["Idempotent-Replayed"] = "true"
@@ -306,13 +309,17 @@ async def fire_trigger(
     body: ExecuteBody = ExecuteRequest(),
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
-    """Call a `webhook` (or `manual`) trigger: body `{"input": ...}` as for execute."""
+    """Call a `webhook` (or `manual`) trigger: body `{"input": ...}` as for execute. A
+    debounced trigger answers `{"debounced": true, "triggerId", "key", "fireAt"}` (202)."""
     started = await engine.service.fire_trigger(
         trigger_id,
         body.input if body.input is not None else {},
         idempotency_key=idempotency_key,
         triggered_by=caller.name,
+        priority=body.priority,
     )
+    if isinstance(started, Held):
+        return JSONResponse(serialize.debounced(started), status_code=202)
     if not started.created:
         response.headers["Idempotent-Replayed"] = "true"
     return {"executionId": started.execution_id, "status": started.status}
