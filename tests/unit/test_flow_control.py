@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from workflow_engine.domain.definition import WorkflowDefinition
 from workflow_engine.engine.flow_keys import render_key
-from workflow_engine.queue.bullmq import bull_priority, our_priority
+from workflow_engine.queue.bullmq import priority_options
 
 STEPS = [{"key": "t", "type": "transform", "config": {"output": 1}}]
 
@@ -65,7 +65,8 @@ async def test_keys_are_text_and_a_missing_value_is_the_empty_key() -> None:
     assert len(await render_key("{{ input.long }}", {"long": "k" * 1000})) == 255
 
 
-def test_our_priorities_map_onto_bullmqs_where_one_goes_first() -> None:
-    assert [bull_priority(p) for p in (10, 5, 1)] == [1, 6, 10]
-    assert all(our_priority(bull_priority(p)) == p for p in range(1, 11))
-    assert our_priority(0) == 5  # a job added without one
+def test_our_priorities_map_onto_where_bullmq_keeps_a_job() -> None:
+    # The default stays in `wait` (the seed's LLEN), higher at its head, lower after it.
+    assert priority_options(5) == {}
+    assert priority_options(10) == priority_options(6) == {"lifo": True}
+    assert [priority_options(p)["priority"] for p in (4, 1)] == [1, 4]

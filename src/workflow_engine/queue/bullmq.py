@@ -1,7 +1,9 @@
 """The JobQueue contract on BullMQ (Redis), for the distributed mode.
 
-Queue names and the `bull` prefix match the seed, so Bull Board works; every job carries a
-priority, so the waiting ones are in `bull:workflow-dispatch:prioritized` (`redis-cli ZCARD`).
+Queue names and the `bull` prefix match the seed, so Bull Board works and `redis-cli LLEN
+bull:workflow-dispatch:wait` counts the waiting jobs. Priorities (`priority_options`): a job of
+the default priority goes to the tail of `wait`, a higher one to its head (taken next), a lower
+one to BullMQ's `prioritized` set (taken once `wait` is empty).
 Traps handled here (DESIGN.md section 13): a Queue and a Worker never share a client (each
 gets the URL and builds its own); bullmq has no job timeout, so the handler runs under
 `asyncio.timeout`; `Delay` becomes `moveToDelayed` + `DelayedError`, which costs no attempt.
@@ -21,7 +23,7 @@ from bullmq.backends.redis_backend import RedisBackend
 from bullmq.custom_errors import DelayedError
 
 from workflow_engine.batching import Batcher
-from workflow_engine.domain.priority import DEFAULT_PRIORITY, MAX_PRIORITY
+from workflow_engine.domain.priority import DEFAULT_PRIORITY
 from workflow_engine.errors import Delay
 from workflow_engine.private_hooks import Hook, check
 from workflow_engine.queue.base import Handler, Job, JobQueue, QueueOptions
@@ -146,13 +148,21 @@ class _FetchOnCompletion:
         return moved
 
 
-def bull_priority(priority: int) -> int:
-    """Ours (10 first) as BullMQ's (1 first): 10 -> 1, 5 -> 6, 1 -> 10."""
-    return MAX_PRIORITY + 1 - priority
+PRIORITY_KEY = "_priority"
+"""Where a job's priority travels in its data when it is not the default (BullMQ keeps none for
+the jobs at the head of `wait`)."""
 
 
-def our_priority(bull: int) -> int:
-    return MAX_PRIORITY + 1 - bull if bull else DEFAULT_PRIORITY
+def priority_options(priority: int) -> dict[str, Any]:
+    """BullMQ options for one of our priorities (10 first). BullMQ takes every job of `wait`
+    before any of its `prioritized` set, so the default priority stays in `wait` (the seed's
+    `LLEN ...:wait` holds), a higher one is pushed at the head of `wait` (the newest of them
+    first), and a lower one goes to `prioritized` (4 before 1, each in the order they came)."""
+    if priority > DEFAULT_PRIORITY:
+        return {"lifo": True}
+    if priority < DEFAULT_PRIORITY:
+        return {"priority": DEFAULT_PRIORITY - priority}
+    return {}
 
 
 class BullMQQueue(JobQueue):
@@ -180,9 +190,7 @@ class BullMQQueue(JobQueue):
     def _job_options(self, job_id: str, delay_ms: int, priority: int) -> dict[str, Any]:
         opts: dict[str, Any] = {
             "jobId": job_id,
-            # BullMQ takes 1 first; every job has one, since BullMQ takes the jobs without a
-            # priority before all the others.
-            "priority": bull_priority(priority),
+            **priority_options(priority),
             "attempts": self.options.attempts,
             "removeOnComplete": True,
             "removeOnFail": True,
@@ -202,7 +210,10 @@ class BullMQQueue(JobQueue):
         priority: int = DEFAULT_PRIORITY,
     ) -> None:
         # BullMQ itself ignores a second add of a held id (its script checks the job's key).
-        await self._adds((job_id, dict(data or {}), delay_ms, priority))
+        body = dict(data or {})
+        if priority != DEFAULT_PRIORITY:
+            body[PRIORITY_KEY] = priority
+        await self._adds((job_id, body, delay_ms, priority))
 
     async def _add_many(self, jobs: list[tuple[str, dict[str, Any], int, int]]) -> list[None]:
         if len(jobs) == 1:
@@ -226,7 +237,7 @@ class BullMQQueue(JobQueue):
     async def counts(self) -> dict[str, int]:
         counts = await self._queue.getJobCounts(*COUNT_STATES, "prioritized")
         found = {state: int(counts.get(state, 0)) for state in COUNT_STATES}
-        # Every job has a priority, so the waiting ones are in BullMQ's `prioritized` set.
+        # Jobs of a lower priority than the default wait in BullMQ's `prioritized` set.
         found["waiting"] += int(counts.get("prioritized", 0))
         return found
 
@@ -234,12 +245,13 @@ class BullMQQueue(JobQueue):
         timeout_s = self.job_timeout_ms / 1000
 
         async def process(bull_job: Any, token: str) -> None:
+            data = dict(bull_job.data or {})
             job = Job(
                 id=str(bull_job.id),
                 queue=self.name,
-                data=dict(bull_job.data or {}),
+                data=data,
                 attempt=int(bull_job.attemptsMade) + 1,
-                priority=our_priority(int(bull_job.priority or 0)),
+                priority=int(data.pop(PRIORITY_KEY, DEFAULT_PRIORITY)),
             )
             task = asyncio.ensure_future(handler(job))
             self._running[job.id] = task
