@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 
 class CancelSignals(ABC):
@@ -23,12 +24,36 @@ class CancelSignals(ABC):
         """Tell whichever worker runs `execution_id` to stop it."""
 
     @abstractmethod
-    def watch(self, execution_id: str) -> asyncio.Event:
+    def watch(self, execution_id: str) -> CancelFlag:
         """A new event, set when a cancel for `execution_id` arrives; `unwatch` it when done.
         Each delivery of an execution gets its own, so one run's state never leaks into another."""
 
     @abstractmethod
     def unwatch(self, execution_id: str, event: asyncio.Event) -> None: ...
+
+
+class CancelFlag(asyncio.Event):
+    """An event that also calls back when set: the executor halts a running execution from the
+    callback, with no task waiting on the event for the whole run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._callbacks: list[Callable[[], None]] = []
+
+    def set(self) -> None:
+        if self.is_set():
+            return
+        super().set()
+        for callback in list(self._callbacks):
+            callback()
+
+    def when_set(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` when the flag is set (now, if it is); returns what stops that."""
+        if self.is_set():
+            callback()
+            return lambda: None
+        self._callbacks.append(callback)
+        return lambda: self._callbacks.remove(callback) if callback in self._callbacks else None
 
 
 class LocalCancelSignals(CancelSignals):
@@ -44,8 +69,8 @@ class LocalCancelSignals(CancelSignals):
         for event in self._events.get(execution_id, ()):
             event.set()
 
-    def watch(self, execution_id: str) -> asyncio.Event:
-        event = asyncio.Event()
+    def watch(self, execution_id: str) -> CancelFlag:
+        event = CancelFlag()
         self._events.setdefault(execution_id, set()).add(event)
         return event
 

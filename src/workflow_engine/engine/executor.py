@@ -41,7 +41,7 @@ from workflow_engine.engine.branches import (
 from workflow_engine.engine.branches import (
     Parked as StepParked,
 )
-from workflow_engine.engine.cancel import CancelSignals
+from workflow_engine.engine.cancel import CancelFlag, CancelSignals
 from workflow_engine.engine.journal import Journal, jsonable
 from workflow_engine.engine.llm_limits import LlmMetering
 from workflow_engine.engine.secrets import Secrets
@@ -83,7 +83,7 @@ class Run:
     version: LoadedVersion
     input: Any
     started_at: datetime
-    cancel: asyncio.Event
+    cancel: CancelFlag
     journal: Journal
     previous: dict[str, Row]
     """Step rows stored before this delivery (an earlier one, or carried over by a re-run)."""
@@ -123,11 +123,6 @@ class Run:
                 found.progress = row.get("progress")
             self.states[ref.key] = found
         return found
-
-
-def _cancelled(waiter: asyncio.Future[Any], halt: Halt) -> None:
-    if not waiter.cancelled():
-        halt.set("Cancelled", status=ExecutionStatus.CANCELLED)
 
 
 class Executor:
@@ -317,8 +312,9 @@ class Executor:
             halt.set,
             f"Execution timed out after {timeout_ms} ms",
         )
-        on_cancel = asyncio.ensure_future(run.cancel.wait())
-        on_cancel.add_done_callback(lambda done: _cancelled(done, halt))
+        stop_watching = run.cancel.when_set(
+            lambda: halt.set("Cancelled", status=ExecutionStatus.CANCELLED)
+        )
         branches: Branches[StepDefinition] = Branches()
         try:
             while True:
@@ -342,7 +338,7 @@ class Executor:
                     self._ended(run, run.states[step.key], outcome, halt)
         finally:
             timer.cancel()
-            on_cancel.cancel()
+            stop_watching()
         if halt.is_set or not run.parked:
             self._stop_running(run, halt)
 
