@@ -49,7 +49,9 @@ class Figures:
     delays: int
     park_s: float = 0.0
     pace_before: float = 0.0
+    pace_waiting_at_once: float = 0.0
     pace_waiting: float = 0.0
+    settle_s: float = 0.0
     rss_before: dict[str, int] = field(default_factory=dict)
     rss_waiting: dict[str, int] = field(default_factory=dict)
     rss_after: dict[str, int] = field(default_factory=dict)
@@ -139,7 +141,7 @@ async def run_mode(args: argparse.Namespace) -> Figures:
     if redis is not None:
         await redis.claim()
     cluster = Cluster(f"waits-{args.mode}", 1 if distributed else 0, redis, concurrency=5)
-    figures = Figures(args.mode, args.waiting, args.delays)
+    figures = Figures(args.mode, args.waiting, args.delays, settle_s=args.settle)
     await cluster.start(postgres=distributed)
     try:
         say(f"{args.mode}: started ({', '.join(p.name for p in cluster.procs)})")
@@ -176,9 +178,17 @@ async def run_mode(args: argparse.Namespace) -> Figures:
         figures.park_s = time.monotonic() - started
         say(f"{args.waiting} + {args.delays} executions waiting after {figures.park_s:.1f} s")
 
+        # Starting 11,000 executions leaves PostgreSQL busy for a while (autovacuum of the
+        # rows they updated, a checkpoint's full-page writes): measured once at once, and once
+        # after `--settle` seconds.
+        figures.pace_waiting_at_once = await pace(cluster, "pace-at-once", args.batch)
+        await asyncio.sleep(args.settle)
         figures.pace_waiting = await pace(cluster, "pace-waiting", args.batch)
         figures.rss_waiting = rss(cluster)
-        say(f"pace while they wait: {figures.pace_waiting:.0f}/s, RSS {figures.rss_waiting} KiB")
+        say(
+            f"pace while they wait: {figures.pace_waiting_at_once:.0f}/s at once, "
+            f"{figures.pace_waiting:.0f}/s {args.settle:.0f} s later, RSS {figures.rss_waiting} KiB"
+        )
 
         assert cluster.http is not None
         http = cluster.http
@@ -271,7 +281,10 @@ each) and {f.delays:,} for a one-hour `delay`; all were `waiting`
 | | executions/s (1-step batch) |
 |---|---|
 | before any waits | {f.pace_before:.0f} |
-| while {f.waiting + f.delays:,} wait | {f.pace_waiting:.0f} |
+| while {f.waiting + f.delays:,} wait, just started | {f.pace_waiting_at_once:.0f} |
+| while they wait, {f.settle_s:.0f} s later | {f.pace_waiting:.0f} |
+
+Other work ran at {f.pace_waiting / f.pace_before:.0%} of its pace before the waits.
 
 RSS in MiB: waiting executions hold no memory in the engine's processes.
 
@@ -316,5 +329,6 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=1_000, help="1-step executions per pace")
     parser.add_argument("--mode", choices=["distributed", "embedded"], default="distributed")
     parser.add_argument("--redis-db", type=int, default=13)
+    parser.add_argument("--settle", type=float, default=60.0, help="seconds before the pace")
     parser.add_argument("--no-write", action="store_true")
     asyncio.run(main(parser.parse_args()))
