@@ -310,8 +310,8 @@ def section(figures: Figures) -> str:
     waiting_ratio = f.pace_waiting / f.pace_before if f.pace_before else 0.0
     control_ratio = control[2] / control[0] if control[0] else 0.0
     reading = (
-        "within 10 points of each other, so what slows other work is the database's growth "
-        "(rows, dead row versions, write-ahead log), not the waiting"
+        "within 10 points of each other: what slows other work comes with the growth of the "
+        "database (the executions' rows), not with the waiting"
         if abs(waiting_ratio - control_ratio) <= 0.10
         else "the waiting executions cost other work more than the same growth of the "
         "database without them"
