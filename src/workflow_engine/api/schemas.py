@@ -16,6 +16,7 @@ from pydantic.json_schema import SkipJsonSchema
 from workflow_engine.domain.access import Role
 from workflow_engine.domain.priority import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY
 from workflow_engine.domain.status import ExecutionStatus, StepStatus
+from workflow_engine.steps.approval import MAX_COMMENT
 
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 """ISO 8601 in UTC, e.g. `2026-01-02T03:04:05.678000Z`."""
@@ -132,7 +133,7 @@ class DecisionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     comment: str | None = Field(
-        default=None, max_length=2000, description="Why: kept with the decision and shown"
+        default=None, max_length=MAX_COMMENT, description="Why: kept with the decision and shown"
     )
 
 

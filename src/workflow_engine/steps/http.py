@@ -126,7 +126,7 @@ class HttpStep(StepType):
 
             if hop == cfg.maxRedirects:
                 raise NonRetryableStepError(
-                    f"Too many redirects from {_display(url)} (maxRedirects={cfg.maxRedirects})"
+                    f"Too many redirects from {display_url(url)} (maxRedirects={cfg.maxRedirects})"
                 )
             assert location is not None
             next_url = _checked_url(str(request.url.join(location)))
@@ -144,8 +144,8 @@ class HttpStep(StepType):
                     headers.pop(name, None)
             await ctx.log(
                 "info",
-                f"Following HTTP {response.status_code} redirect to {_display(next_url)}",
-                {"status": response.status_code, "location": _display(next_url)},
+                f"Following HTTP {response.status_code} redirect to {display_url(next_url)}",
+                {"status": response.status_code, "location": display_url(next_url)},
             )
             url, params = next_url, None  # the Location URL already carries its own query
 
@@ -177,7 +177,7 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return (url.scheme, url.host, url.port)
 
 
-def _display(url: httpx.URL) -> str:
+def display_url(url: httpx.URL) -> str:
     """The URL without credentials, query or fragment: those may hold secrets bound for logs."""
     return str(url.copy_with(userinfo=b"", query=None, fragment=None))
 
@@ -191,7 +191,7 @@ async def _sending(
     httpx timeouts apply per read, so a server trickling bytes could outlast them; `total_ms`
     bounds the whole exchange as well.
     """
-    where = _display(request.url)
+    where = display_url(request.url)
     try:
         async with asyncio.timeout(None if total_ms is None else total_ms / 1000):
             sent = client.send(request, stream=True, follow_redirects=False)
@@ -235,7 +235,7 @@ async def _read_capped(response: httpx.Response, url: httpx.URL) -> bytes:
 
 def _too_large(url: httpx.URL) -> NonRetryableStepError:
     return NonRetryableStepError(
-        f"Response body from {_display(url)} exceeds {MAX_BODY_BYTES // (1024 * 1024)} MiB"
+        f"Response body from {display_url(url)} exceeds {MAX_BODY_BYTES // (1024 * 1024)} MiB"
     )
 
 
@@ -245,7 +245,7 @@ def _finish(
     status = response.status_code
     text = _decode(raw, response.charset_encoding)
     if not _expected(status, expect):
-        message = f"HTTP {status} from {_display(url)}: {text[:_ERROR_BODY_CHARS]}"
+        message = f"HTTP {status} from {display_url(url)}: {text[:_ERROR_BODY_CHARS]}"
         if status in _RETRYABLE_STATUSES or 500 <= status <= 599:
             retry_after = parse_retry_after(response.headers.get("retry-after"))
             raise StepError(message, retry_after_ms=retry_after)
@@ -282,7 +282,7 @@ def _default_port(url: httpx.URL) -> int:
     return 443 if url.scheme == "https" else 80
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
     """`exc` and the exceptions it was raised from, oldest last (cycle-safe)."""
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -293,11 +293,11 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
-    return any(isinstance(e, kind) for e in _chain(exc))
+    return any(isinstance(e, kind) for e in exception_chain(exc))
 
 
 def _raise_if_blocked(exc: BaseException) -> None:
     """Re-raise a BlockedDestination that some layer wrapped, so it stays non-retryable."""
-    for cause in _chain(exc):
+    for cause in exception_chain(exc):
         if isinstance(cause, BlockedDestination):
             raise cause

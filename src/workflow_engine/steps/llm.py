@@ -17,7 +17,6 @@ below is one model request, whatever the turn.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -28,7 +27,7 @@ from workflow_engine.engine.secrets import MASK
 from workflow_engine.errors import BlockedDestination, NonRetryableStepError, StepError
 
 from .base import StepConfig, StepContext, StepType
-from .http import parse_retry_after
+from .http import display_url, exception_chain, parse_retry_after
 from .llm_tools import DEFAULT_MAX_TURNS, ToolCall, run_with_tools
 
 if TYPE_CHECKING:
@@ -41,6 +40,8 @@ __all__ = ["LlmConfig", "LlmServer", "LlmStep"]
 
 _RETRYABLE_STATUSES = frozenset({408, 409, 429})
 _ERROR_CHARS = 500
+DEFAULT_TIMEOUT_S = 120.0
+"""How long a model request may take when neither the step nor LLM_TIMEOUT_MS says."""
 MAX_TOOLS = 32
 
 
@@ -52,7 +53,7 @@ class LlmServer:
     base_url: str
     api_key: str | None
     http: httpx.AsyncClient
-    timeout_s: float = 120.0
+    timeout_s: float = DEFAULT_TIMEOUT_S
 
 
 class Message(StepConfig):
@@ -185,7 +186,7 @@ def _server(cfg: LlmConfig, ctx: StepContext) -> tuple[str, str | None, httpx.As
     client, else the operator's."""
     timeout_s = cfg.timeoutMs / 1000 if cfg.timeoutMs else None
     if cfg.baseUrl is not None:
-        default_s = ctx.llm.timeout_s if ctx.llm is not None else 120.0
+        default_s = ctx.llm.timeout_s if ctx.llm is not None else DEFAULT_TIMEOUT_S
         return cfg.baseUrl, cfg.apiKey, ctx.http, timeout_s or default_s
     if ctx.llm is None:
         raise NonRetryableStepError("No LLM server: set LLM_BASE_URL or the step's baseUrl")
@@ -322,10 +323,10 @@ def _step_error(exc: BaseException, base_url: str, api_key: str | None) -> StepE
     other status not; connection failures retryable, a blocked destination not."""
     import openai
 
-    blocked = next((e for e in _chain(exc) if isinstance(e, BlockedDestination)), None)
+    blocked = next((e for e in exception_chain(exc) if isinstance(e, BlockedDestination)), None)
     if blocked is not None:
         return blocked
-    where = _display(base_url)
+    where = display_url(httpx.URL(base_url))
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         message = f"LLM server {where} answered {status}: {_hide(_message(exc), api_key)}"
@@ -359,17 +360,3 @@ def _retry_after(response: httpx.Response) -> int | None:
 
 def _hide(text: str, api_key: str | None) -> str:
     return text.replace(api_key, MASK) if api_key and len(api_key) >= 4 else text
-
-
-def _display(base_url: str) -> str:
-    url = httpx.URL(base_url)
-    return str(url.copy_with(userinfo=b"", query=None, fragment=None))
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        yield current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
