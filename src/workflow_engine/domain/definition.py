@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from workflow_engine.domain.json_schema import check_schema
 from workflow_engine.ids import looks_like_id
 
 KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
@@ -200,14 +201,7 @@ class WorkflowDefinition(_Strict):
     @field_validator("inputSchema")
     @classmethod
     def _valid_input_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None:
-            import jsonschema
-
-            try:
-                jsonschema.validators.validator_for(value).check_schema(value)
-            except jsonschema.SchemaError as exc:
-                raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
-        return value
+        return check_schema(value)
 
     @model_validator(mode="after")
     def _unique_keys(self) -> WorkflowDefinition:

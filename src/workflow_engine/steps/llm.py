@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import httpx
 from pydantic import Field, JsonValue, ValidationError, field_validator
 
+from workflow_engine.domain.json_schema import check_schema, first_mismatch
 from workflow_engine.engine.secrets import MASK
 from workflow_engine.errors import BlockedDestination, NonRetryableStepError, StepError
 
@@ -85,14 +86,7 @@ class LlmConfig(StepConfig):
     @field_validator("responseSchema")
     @classmethod
     def _valid_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None:
-            import jsonschema
-
-            try:
-                jsonschema.validators.validator_for(value).check_schema(value)
-            except jsonschema.SchemaError as exc:
-                raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
-        return value
+        return check_schema(value)
 
     @field_validator("baseUrl")
     @classmethod
@@ -293,21 +287,14 @@ def _add_tool_pieces(calls: dict[int, dict[str, str]], pieces: Any) -> None:
 def _checked_json(content: str, schema: dict[str, Any]) -> Any:
     """The answer parsed as JSON (inside a ``` fence too) and valid against `schema`; a
     retryable error otherwise: the next try may well answer right."""
-    import jsonschema
-
     text = _unfenced(content)
     try:
         value = json.loads(text)
     except ValueError as exc:
         raise StepError(f"The answer is not JSON ({exc}): {content[:200]!r}") from None
-    errors = sorted(
-        jsonschema.validators.validator_for(schema)(schema).iter_errors(value),
-        key=lambda e: list(e.path),
-    )
-    if errors:
-        first = errors[0]
-        where = "/".join(str(p) for p in first.path) or "(root)"
-        raise StepError(f"The answer does not match responseSchema at {where}: {first.message}")
+    problem = first_mismatch(value, schema)
+    if problem is not None:
+        raise StepError(f"The answer does not match responseSchema {problem}")
     return value
 
 

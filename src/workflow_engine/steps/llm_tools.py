@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from workflow_engine.domain.json_schema import first_mismatch
 from workflow_engine.errors import NonRetryableStepError
 
 from .base import StepContext, ToolRunner, ToolWorkflow
@@ -173,7 +174,7 @@ async def _call(
         arguments = json.loads(call["function"]["arguments"] or "{}")
     except ValueError as exc:
         return _refused(workflow.name, f"the arguments are not JSON: {exc}")
-    problem = _mismatch(arguments, workflow.input_schema or _ANY_OBJECT)
+    problem = first_mismatch(arguments, workflow.input_schema or _ANY_OBJECT)
     if problem is not None:
         return _refused(workflow.name, f"the arguments do not match the tool's schema: {problem}")
     ended = await runner.run(workflow.name, arguments, key)
@@ -196,20 +197,6 @@ def _refused(name: str, error: str) -> dict[str, Any]:
         "status": "invalid",
         "content": json.dumps({"error": error}),
     }
-
-
-def _mismatch(value: Any, schema: dict[str, Any]) -> str | None:
-    import jsonschema
-
-    errors = sorted(
-        jsonschema.validators.validator_for(schema)(schema).iter_errors(value),
-        key=lambda e: list(e.path),
-    )
-    if not errors:
-        return None
-    first = errors[0]
-    where = "/".join(str(p) for p in first.path) or "(root)"
-    return f"at {where}: {first.message}"
 
 
 def _call_text(result: dict[str, Any]) -> str:
