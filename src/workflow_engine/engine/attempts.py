@@ -81,7 +81,7 @@ class StepRunner:
         secrets: Secrets,
         http: httpx.AsyncClient,
         llm: LlmServer | None = None,
-        metering: LlmMetering | None = None,
+        metering: LlmMetering,
     ) -> None:
         self.registry = registry
         self.secrets = secrets
@@ -176,10 +176,7 @@ class StepRunner:
             span.end("completed")
             return Completed(stored_output)
 
-    def _meter(self, at: Attempt, state: cp.StepState, deadline: _Deadline) -> LlmMeter | None:
-        if self.metering is None:
-            return None
-
+    def _meter(self, at: Attempt, state: cp.StepState, deadline: _Deadline) -> LlmMeter:
         async def log_line(message: str) -> None:
             await at.journal.write(cp.Checkpoint(logs=(cp.LogLine("info", message, None),)))
 
@@ -241,7 +238,7 @@ class _Deadline:
 
 
 async def _timed(
-    start: Callable[[], Awaitable[T]], timeout_ms: int | None, deadline: _Deadline | None = None
+    start: Callable[[], Awaitable[T]], timeout_ms: int | None, deadline: _Deadline
 ) -> T:
     """`start()` awaited within the step's timeout. The step's coroutine is made only once this
     one runs, so a step stopped before it began leaves no coroutine behind un-awaited."""
@@ -249,8 +246,7 @@ async def _timed(
         return await start()
     try:
         async with asyncio.timeout(timeout_ms / 1000) as timeout:
-            if deadline is not None:
-                deadline.timeout = timeout
+            deadline.timeout = timeout
             return await start()
     except TimeoutError:
         raise StepTimeout(f"Step timed out after {timeout_ms} ms") from None

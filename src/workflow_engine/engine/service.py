@@ -428,10 +428,14 @@ class EngineService:
                 conn, name, key, data, retention_ms=self.event_retention_ms
             )
             triggered = await start_event_triggers(conn, name, posted.event_id, data)
-        for execution_id in [*posted.resumed, *(s.execution_id for s in triggered.started)]:
-            await self._enqueue(execution_id)
-        for held in triggered.held:
-            await debounce.schedule(self.dispatch_queue, held)
+        # Together, so the queue sends them in one pipeline (its adds are batched).
+        await asyncio.gather(
+            *(
+                self._enqueue(execution_id)
+                for execution_id in [*posted.resumed, *(s.execution_id for s in triggered.started)]
+            ),
+            *(debounce.schedule(self.dispatch_queue, held) for held in triggered.held),
+        )
         return PostedEvent(posted.event_id, posted.resumed, triggered.started, triggered.held)
 
     async def decide(

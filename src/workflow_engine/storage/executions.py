@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.sql.selectable import Select
 
+from workflow_engine.domain.priority import DEFAULT_PRIORITY
 from workflow_engine.domain.status import ExecutionStatus
 from workflow_engine.errors import NotFound
 from workflow_engine.ids import new_id
@@ -56,7 +57,7 @@ class NewExecution:
     parent_step_key: str | None = None
     triggered_by: str | None = None
     """The name of the key that started it through the API (API_TOKEN for the bootstrap one)."""
-    priority: int = 5
+    priority: int = DEFAULT_PRIORITY
     """1..10: of the executions waiting for a worker, the higher start first."""
 
 
@@ -140,7 +141,7 @@ class DispatchState:
     archived: bool
     """Whether the execution's workflow is archived."""
     workflow_version_id: str
-    priority: int = 5
+    priority: int = DEFAULT_PRIORITY
 
 
 @cache
