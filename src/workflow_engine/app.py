@@ -17,7 +17,7 @@ from workflow_engine import bootstrap
 from workflow_engine.api import errors
 from workflow_engine.api.access import Gate
 from workflow_engine.api.middleware import OPEN_PATHS, SIGNED_PREFIXES, ApiGuard
-from workflow_engine.api.permissions import check_routes
+from workflow_engine.api.permissions import check_routes, document_keys
 from workflow_engine.api.realtime import Realtime, SocketMount
 from workflow_engine.api.routes import (
     approvals,
@@ -116,6 +116,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=render.STATIC_DIR), name="static")
     # Every /api route declares its permission (api/permissions.py), or the app is not made.
     check_routes(app, OPEN_PATHS, SIGNED_PREFIXES)
+    document_keys(app)
     app.add_middleware(ApiGuard, gate=gate, max_body_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import signal
 import sys
@@ -17,7 +16,7 @@ import uvloop
 import yaml
 from pydantic import ValidationError
 
-from workflow_engine import cli_keys, logs, telemetry
+from workflow_engine import cli_keys, gc_tuning, logs, telemetry
 from workflow_engine.errors import ConfigurationError
 from workflow_engine.settings import Settings
 
@@ -36,16 +35,6 @@ def _settings() -> Settings:
     except ValidationError as exc:
         typer.echo(f"Invalid configuration: {exc}", err=True)
         raise typer.Exit(2) from None
-
-
-def _tune_gc() -> None:
-    """For the long-running processes: what was loaded at start-up (modules, app) is frozen out
-    of the collector's scans, and young objects are collected less often. The engine makes many
-    short-lived objects per job and few reference cycles, so the default thresholds mostly
-    rescan the same survivors and stall the event loop (a tail-latency cost)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -102,7 +91,7 @@ def serve(
     # would end the process by that signal (or a KeyboardInterrupt). A graceful stop exits 0.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: None)
-    _tune_gc()
+    gc_tuning.tune()
     try:
         uvicorn.run(
             application,
@@ -140,8 +129,10 @@ class _StartupErrors:
         async def held_send(message: Any) -> None:
             if message["type"] == "lifespan.startup.failed":  # its message is a traceback
                 held.append(message)
-            else:
-                await send(message)
+                return
+            if message["type"] == "lifespan.startup.complete":
+                gc_tuning.started()
+            await send(message)
 
         try:
             await self.app(scope, receive, held_send)
@@ -263,7 +254,7 @@ def workers(
     if concurrency is not None and concurrency < 1:
         _fail("--concurrency must be at least 1", 2)
     telemetry.setup(settings, process="workers")
-    _tune_gc()
+    gc_tuning.tune()
     try:
         # uvloop: the workers spend most of their time on socket I/O (database, Redis).
         uvloop.run(run_workers(settings, concurrency=concurrency))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from workflow_engine import bootstrap, metrics
+from workflow_engine import bootstrap, gc_tuning, metrics
 from workflow_engine.settings import Settings
 
 
@@ -29,6 +29,7 @@ async def run_workers(settings: Settings, *, concurrency: int | None = None) -> 
         await engine.start_workers(
             concurrency=concurrency, say=lambda line: print(line, flush=True)
         )
+        gc_tuning.started()
         await stop.wait()
         print("[Workflow Engine] Shutting down: finishing running executions...", flush=True)
     finally:

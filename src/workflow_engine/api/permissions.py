@@ -126,6 +126,42 @@ def api_routes(app: FastAPI) -> list[tuple[str, APIRoute]]:
     return found
 
 
+BEARER_AUTH = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "The API token (API_TOKEN, or the one in DATA_DIR/api-token)",
+}
+
+
+def document_keys(app: FastAPI) -> None:
+    """`/openapi.json` says which operations take an API key (`bearerAuth`): those whose
+    permission is neither public nor signed. The guard (api/middleware.py) checks the key; the
+    document follows the same declarations, rather than a security dependency run on every
+    request to say so."""
+    keyed = {
+        (path, method.lower())
+        for path, route in api_routes(app)
+        for method in route.methods or ()
+        if declared(route)[0] not in (Permission.PUBLIC, Permission.SIGNED)
+    }
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        spec = app.openapi_schema
+        if spec is None:
+            spec = generate()  # kept as app.openapi_schema
+            spec.setdefault("components", {}).setdefault("securitySchemes", {})["bearerAuth"] = (
+                BEARER_AUTH
+            )
+            for path, operations in spec["paths"].items():
+                for method, operation in operations.items():
+                    if (path, method) in keyed:
+                        operation["security"] = [{"bearerAuth": []}]
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def check_routes(
     app: FastAPI, open_paths: tuple[str, ...], signed_prefixes: tuple[str, ...] = ()
 ) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+
+from workflow_engine.records import record
 
 MAX_BACKOFF_MS = 10 * 60 * 1000
 MAX_RETRY_AFTER_MS = 60 * 60 * 1000
 
 
-@dataclass(frozen=True)
+@record
 class RetryPolicy:
     max_attempts: int
     backoff_ms: int
@@ -18,7 +19,7 @@ class RetryPolicy:
     """Fraction of the delay added at random (0.1 = up to +10%); 0 keeps delays exact."""
 
 
-@dataclass(frozen=True)
+@record
 class RetryDecision:
     retry: bool
     delay_ms: int = 0

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
@@ -31,6 +30,7 @@ from workflow_engine.engine.journal import Journal, jsonable
 from workflow_engine.engine.llm_limits import LlmMetering
 from workflow_engine.engine.secrets import MASK, Secrets
 from workflow_engine.errors import LeaseLost, NonRetryableStepError, StepError, StepTimeout
+from workflow_engine.records import record
 from workflow_engine.steps.base import LlmMeter, RunChild, StepContext, ToolRunner
 from workflow_engine.steps.llm import LlmServer
 from workflow_engine.steps.registry import StepRegistry
@@ -56,7 +56,7 @@ class StepSpec(Protocol):
     def timeoutMs(self) -> int | None: ...
 
 
-@dataclass(frozen=True)
+@record
 class Attempt:
     """Where one step runs: its execution, and what it may use."""
 

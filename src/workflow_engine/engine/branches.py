@@ -10,23 +10,24 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from workflow_engine.domain.status import ExecutionStatus
+from workflow_engine.records import record
 from workflow_engine.storage.waits import WaitSpec
 
 K = TypeVar("K")
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+@record
 class Completed:
     output: Any
 
 
-@dataclass(frozen=True)
+@record
 class Skipped:
     reason: str
 
 
-@dataclass(frozen=True)
+@record
 class Failed:
     error: str
     stored_input: Any = None
@@ -37,7 +38,7 @@ class Stopped:
     """Stopped from outside (cancel, timeout, a failed sibling) before it ended."""
 
 
-@dataclass(frozen=True)
+@record
 class Parked:
     """Waits (a long delay, an event): the step stays `running` and, once nothing else can
     run, the execution parks (engine/waits.py)."""

@@ -17,19 +17,20 @@ from workflow_engine.domain.status import (
     StepStatus,
     check_step_transition,
 )
+from workflow_engine.records import record
 from workflow_engine.storage.writer import Finish
 
 Fields = dict[str, Any]
 
 
-@dataclass(frozen=True)
+@record
 class LogLine:
     level: str
     message: str
     metadata: Fields | None = None
 
 
-@dataclass(frozen=True)
+@record
 class StepRef:
     """A step row: a workflow step, or one item of a `map` step (`fetch[3]`)."""
 
@@ -62,7 +63,7 @@ class StepState:
     """What the step has done so far (its row's `progress`: steps/base.py `save_progress`)."""
 
 
-@dataclass(frozen=True)
+@record
 class StepPatch:
     ref: StepRef
     values: Fields
@@ -70,7 +71,7 @@ class StepPatch:
     """No row yet: insert one (with `values`), else update those columns."""
 
 
-@dataclass(frozen=True)
+@record
 class Checkpoint:
     step: StepPatch | None = None
     logs: tuple[LogLine, ...] = ()

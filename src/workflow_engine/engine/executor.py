@@ -101,10 +101,16 @@ class Run:
     """Steps of this delivery that wait (engine/waits.py): the execution parks on them."""
     ready: ReadySteps = field(init=False)
     """Which steps can start (domain/graph.py), from the rows stored before this delivery."""
+    template_steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The templates' `steps` ({key: {"output": ...}}), kept along with `outputs`."""
 
     def __post_init__(self) -> None:
         finished = {key: StepStatus(row["status"]) for key, row in self.previous.items()}
         self.ready = self.version.graph.tracker(finished)
+
+    def set_output(self, key: str, output: Any) -> None:
+        self.outputs[key] = output
+        self.template_steps[key] = {"output": output}
 
     def count_retry(self) -> None:
         self.retries += 1
@@ -206,7 +212,7 @@ class Executor:
         for row in rows:
             finished = row["status"] in (StepStatus.COMPLETED, StepStatus.SKIPPED)
             if finished and row["step_key"] in version.step_ids:  # not an item of a map
-                run.outputs[row["step_key"]] = row["output"]
+                run.set_output(row["step_key"], row["output"])
         heartbeat = asyncio.create_task(self._heartbeat(run))
         try:
             return await self._run(run)
@@ -400,11 +406,11 @@ class Executor:
         """Record how a step ended (committed with the next write); a failure halts the rest."""
         key = state.ref.key
         if isinstance(outcome, Completed):
-            run.outputs[key] = outcome.output
+            run.set_output(key, outcome.output)
             run.journal.defer(cp.step_completed(state, outcome.output))
             run.ready.finished(key, StepStatus.COMPLETED)
         elif isinstance(outcome, Skipped):
-            run.outputs[key] = None
+            run.set_output(key, None)
             run.journal.defer(cp.step_skipped(state, outcome.reason))
             run.ready.finished(key, StepStatus.SKIPPED)
         elif isinstance(outcome, Failed):
@@ -447,7 +453,7 @@ class Executor:
     def context(self, run: Run) -> dict[str, Any]:
         return {
             "input": run.input,
-            "steps": {key: {"output": value} for key, value in run.outputs.items()},
+            "steps": dict(run.template_steps),
             "execution": {
                 "id": run.execution_id,
                 "workflowId": run.workflow_id,

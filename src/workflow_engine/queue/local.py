@@ -7,9 +7,11 @@ queues again whatever the database says is unfinished.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import time
+from collections import deque
 from typing import Any
 
 from workflow_engine.domain.priority import DEFAULT_PRIORITY
@@ -30,7 +32,8 @@ class LocalQueue(JobQueue):
         self._completed = 0
         self._failed = 0
         self._seq = 0
-        self._wakeup = asyncio.Event()
+        self._idle: deque[asyncio.Future[None]] = deque()
+        """Consumers waiting for a job: a new job wakes one of them, not all."""
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -54,7 +57,16 @@ class LocalQueue(JobQueue):
             heapq.heappush(self._delayed, (time.monotonic() + delay_ms / 1000, self._seq, job))
         else:
             self._wait(job, self._seq)
-        self._wakeup.set()
+        self._wake(1)
+
+    def _wake(self, count: int | None = None) -> None:
+        """Wake `count` idle consumers (None: all of them)."""
+        while self._idle and (count is None or count > 0):
+            waiter = self._idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                if count is not None:
+                    count -= 1
 
     def _wait(self, job: Job, order: int) -> None:
         heapq.heappush(self._waiting, (-job.priority, order, job))
@@ -88,12 +100,22 @@ class LocalQueue(JobQueue):
             wait = self._promote_due()
             if self._waiting:
                 return heapq.heappop(self._waiting)[2]
-            self._wakeup.clear()
+            waiter = asyncio.get_running_loop().create_future()
+            self._idle.append(waiter)
             try:
                 async with asyncio.timeout(wait):
-                    await self._wakeup.wait()
+                    await waiter
             except TimeoutError:
                 pass
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake(1)  # woken for a job it will not take: pass it on
+                raise
+            finally:
+                if not waiter.done() or waiter.cancelled():  # not woken: a timeout, a cancel
+                    waiter.cancel()
+                    with contextlib.suppress(ValueError):
+                        self._idle.remove(waiter)
         return None
 
     async def _consume(self, handler: Handler) -> None:
@@ -149,7 +171,7 @@ class LocalQueue(JobQueue):
 
     async def stop_worker(self, *, grace_s: float) -> None:
         self._stopping = True
-        self._wakeup.set()
+        self._wake()
         running = list(self._active.values())
         if running:
             await asyncio.wait(running, timeout=grace_s)
@@ -160,4 +182,4 @@ class LocalQueue(JobQueue):
 
     async def close(self) -> None:
         self._stopping = True
-        self._wakeup.set()
+        self._wake()

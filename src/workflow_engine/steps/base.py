@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import httpx
 from pydantic import BaseModel, ConfigDict
 
+from workflow_engine.records import record
+
 if TYPE_CHECKING:
     from workflow_engine.steps.llm import LlmServer
 
@@ -83,7 +85,7 @@ class StepConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-@dataclass(frozen=True)
+@record
 class StepContext:
     """What a step sees of the engine while it runs one attempt."""
 

@@ -22,6 +22,7 @@ from workflow_engine.domain.priority import DEFAULT_PRIORITY
 from workflow_engine.domain.status import ExecutionStatus
 from workflow_engine.errors import NotFound
 from workflow_engine.ids import new_id
+from workflow_engine.records import record
 from workflow_engine.storage.db import translated_errors
 from workflow_engine.storage.filters import one_of
 from workflow_engine.storage.pagination import Cursor, keyset_before
@@ -308,7 +309,7 @@ async def list_logs(conn: AsyncConnection, execution_id: str) -> list[RowMapping
 # --- claiming and fencing ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class Claim:
     """A claimed execution, with what its executor needs to start (no second read)."""
 

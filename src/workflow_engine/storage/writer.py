@@ -30,6 +30,7 @@ from sqlalchemy.sql.dml import ReturningUpdate, Update
 
 from workflow_engine.domain.status import ExecutionStatus
 from workflow_engine.errors import LeaseLost
+from workflow_engine.records import record
 from workflow_engine.storage import writer_pg
 from workflow_engine.storage.db import Database
 from workflow_engine.storage.tables import (
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 500
 
 
-@dataclass(frozen=True)
+@record
 class StepWrite:
     """Insert the step row (`insert`) or update the columns in `values`."""
 
@@ -53,7 +54,7 @@ class StepWrite:
     insert: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class Finish:
     status: ExecutionStatus
     output: Any

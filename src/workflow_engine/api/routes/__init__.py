@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Security
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from fastapi.security import HTTPBearer
 
 from workflow_engine.api.errors import COMMON
 from workflow_engine.api.jsonbody import StrictJsonRoute
@@ -16,16 +15,6 @@ def operation_id(route: APIRoute) -> str:
     return route.name
 
 
-BEARER = Security(
-    HTTPBearer(
-        scheme_name="bearerAuth",
-        description="The API token (API_TOKEN, or the one in DATA_DIR/api-token)",
-        # Documents the scheme only: api/middleware.py checks the token (or the UI's cookie).
-        auto_error=False,
-    )
-)
-
-
 def api_router(tag: str, *, open_routes: bool = False) -> APIRouter:
     """A router under `/api` whose JSON bodies are parsed strictly (api/jsonbody.py).
 
@@ -34,7 +23,6 @@ def api_router(tag: str, *, open_routes: bool = False) -> APIRouter:
     return APIRouter(
         prefix="/api",
         tags=[tag],
-        dependencies=[] if open_routes else [BEARER],
         route_class=StrictJsonRoute,
         # Routes return serialize.py's dicts; their models check and document them, and they
         # are rendered by JSONResponse as they always were, byte for byte.

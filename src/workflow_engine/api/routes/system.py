@@ -7,7 +7,7 @@ from typing import Any
 from workflow_engine.api.deps import EngineDep
 from workflow_engine.api.errors import COMMON
 from workflow_engine.api.permissions import PUBLIC, READ
-from workflow_engine.api.routes import BEARER, api_router
+from workflow_engine.api.routes import api_router
 from workflow_engine.api.schemas import Health, QueueCounts
 
 # Health is open (api/middleware.py OPEN_PATHS), so each route says what it may answer.
@@ -22,7 +22,7 @@ async def health(engine: EngineDep) -> Any:
     return {"status": "ok", "mode": engine.mode}
 
 
-@router.get("/queues", response_model=QueueCounts, responses=COMMON, dependencies=[BEARER, READ])
+@router.get("/queues", response_model=QueueCounts, responses=COMMON, dependencies=[READ])
 async def queues(engine: EngineDep) -> Any:
     """Jobs per state in each queue."""
     return {

@@ -84,6 +84,38 @@ async def _workflow_body(
     return body
 
 
+# First, so that it is matched first: every execution started over the API comes this way.
+
+
+@router.post(
+    "/workflows/{workflow_id}/execute",
+    status_code=202,
+    response_model=None,  # documented below, not re-validated: the answer is made right here
+    responses={202: {"model": ExecutionStarted}, **WRITE, **responses(404, 409)},
+    dependencies=[EXECUTE],
+)
+async def execute(
+    engine: EngineDep,
+    workflow_id: WorkflowRef,
+    response: Response,
+    caller: Caller,
+    body: ExecuteBody = ExecuteRequest(),
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
+    """Queue an execution of the workflow's active version; answers at once with its id.
+    A `trigger` key may execute only the workflows listed on it (403 for any other)."""
+    started = await engine.service.execute(
+        workflow_id,
+        body.input if body.input is not None else {},
+        idempotency_key=idempotency_key,
+        triggered_by=caller.name,
+        priority=body.priority,
+    )
+    if not started.created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return {"executionId": started.execution_id, "status": started.status}
+
+
 # `response_model_exclude_unset`: keys serialize.py leaves out (a workflow's `version` before
 # it has one, a trigger's settings its type has not) stay out.
 
@@ -263,35 +295,6 @@ async def update_trigger(
 async def delete_trigger(engine: EngineDep, trigger_id: TriggerId, caller: Caller) -> Response:
     await engine.service.delete_trigger(trigger_id, caller.actor)
     return Response(status_code=204)
-
-
-@router.post(
-    "/workflows/{workflow_id}/execute",
-    status_code=202,
-    response_model=ExecutionStarted,
-    responses={**WRITE, **responses(404, 409)},
-    dependencies=[EXECUTE],
-)
-async def execute(
-    engine: EngineDep,
-    workflow_id: WorkflowRef,
-    response: Response,
-    caller: Caller,
-    body: ExecuteBody = ExecuteRequest(),
-    idempotency_key: IdempotencyKey = None,
-) -> Any:
-    """Queue an execution of the workflow's active version; answers at once with its id.
-    A `trigger` key may execute only the workflows listed on it (403 for any other)."""
-    started = await engine.service.execute(
-        workflow_id,
-        body.input if body.input is not None else {},
-        idempotency_key=idempotency_key,
-        triggered_by=caller.name,
-        priority=body.priority,
-    )
-    if not started.created:
-        response.headers["Idempotent-Replayed"] = "true"
-    return {"executionId": started.execution_id, "status": started.status}
 
 
 @router.post(
