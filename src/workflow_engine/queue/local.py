@@ -99,7 +99,12 @@ class LocalQueue(JobQueue):
         while not self._stopping:
             wait = self._promote_due()
             if self._waiting:
-                return heapq.heappop(self._waiting)[2]
+                job = heapq.heappop(self._waiting)[2]
+                if self._waiting or self._delayed:
+                    # Another consumer takes the next job, or watches for the next delayed one
+                    # (this one may have been the one watching).
+                    self._wake(1)
+                return job
             waiter = asyncio.get_running_loop().create_future()
             self._idle.append(waiter)
             try:
