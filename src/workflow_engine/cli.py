@@ -112,8 +112,9 @@ def serve(
 
 
 class _StartupErrors:
-    """ASGI wrapper: a ConfigurationError raised while the app starts (database unreachable, a
-    bad `--apply` file) makes `serve` print its message and exit 2, not dump a traceback."""
+    """ASGI wrapper around the app's start-up: a ConfigurationError raised while the app starts
+    (database unreachable, a bad `--apply` file) makes `serve` print its message and exit 2, not
+    dump a traceback; once it has started, what start-up made is frozen out of the GC's scans."""
 
     def __init__(self, app: Any) -> None:
         self.app = app

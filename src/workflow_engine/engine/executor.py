@@ -88,7 +88,8 @@ class Run:
     previous: dict[str, Row]
     """Step rows stored before this delivery (an earlier one, or carried over by a re-run)."""
     states: dict[str, cp.StepState] = field(default_factory=dict)
-    outputs: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """`{key: {"output": ...}}` of the steps completed or skipped: the templates' `steps`."""
     retries: int = 0
     failed_step: FailedStep | None = None
     """The step whose failure failed the execution (the first one), for its failure alert and
@@ -101,16 +102,13 @@ class Run:
     """Steps of this delivery that wait (engine/waits.py): the execution parks on them."""
     ready: ReadySteps = field(init=False)
     """Which steps can start (domain/graph.py), from the rows stored before this delivery."""
-    template_steps: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """The templates' `steps` ({key: {"output": ...}}), kept along with `outputs`."""
 
     def __post_init__(self) -> None:
         finished = {key: StepStatus(row["status"]) for key, row in self.previous.items()}
         self.ready = self.version.graph.tracker(finished)
 
     def set_output(self, key: str, output: Any) -> None:
-        self.outputs[key] = output
-        self.template_steps[key] = {"output": output}
+        self.outputs[key] = {"output": output}
 
     def count_retry(self) -> None:
         self.retries += 1
@@ -440,7 +438,8 @@ class Executor:
         if definition.output is not None:
             return jsonable(await templates.render_async(definition.output, self.context(run)))
         last = run.ready.last_completed()
-        return run.outputs.get(last.key) if last is not None else None
+        found = run.outputs.get(last.key) if last is not None else None
+        return found["output"] if found is not None else None
 
     def _ref(self, run: Run, step: StepDefinition) -> cp.StepRef:
         return cp.StepRef(
@@ -453,7 +452,7 @@ class Executor:
     def context(self, run: Run) -> dict[str, Any]:
         return {
             "input": run.input,
-            "steps": dict(run.template_steps),
+            "steps": dict(run.outputs),
             "execution": {
                 "id": run.execution_id,
                 "workflowId": run.workflow_id,
