@@ -42,11 +42,15 @@ async def start(label: str, checkout: Path, workers: int, redis_db: int, pg: boo
     return cluster
 
 
-async def mode(name: str, workers: int, pg: bool, builds: dict[str, Path], rounds: int) -> None:
+async def mode(
+    name: str, workers: int, pg: bool, builds: dict[str, Path], rounds: int, redis_db: int
+) -> None:
     clusters: dict[str, Cluster] = {}
     try:
         for n, (label, checkout) in enumerate(builds.items()):
-            clusters[label] = await start(f"cmp-{name}-{label}", checkout, workers, 12 - n, pg)
+            clusters[label] = await start(
+                f"cmp-{name}-{label}", checkout, workers, redis_db - n, pg
+            )
         for steps in (1, 10):
             size = BATCH.get((name, steps)) or DISTRIBUTED_BATCH[steps]
             for cluster in clusters.values():
@@ -81,7 +85,7 @@ async def main(args: argparse.Namespace) -> None:
     for name, workers, pg in MODES:
         if args.only and name != args.only:
             continue
-        await mode(name, workers, pg, builds, args.rounds)
+        await mode(name, workers, pg, builds, args.rounds, args.redis_db)
 
 
 if __name__ == "__main__":
@@ -90,4 +94,10 @@ if __name__ == "__main__":
     parser.add_argument("--after", type=Path, default=Path(__file__).resolve().parent.parent)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--only", choices=[m[0] for m in MODES])
+    parser.add_argument(
+        "--redis-db",
+        type=int,
+        default=12,
+        help="the distributed runs use this logical Redis database and the one below it",
+    )
     asyncio.run(main(parser.parse_args()))

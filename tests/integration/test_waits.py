@@ -235,9 +235,13 @@ async def test_cancel_while_waiting(db_url: str, start_engine: StartEngine, targ
     assert (await post_event(running, "order.paid", "5"))["matched"] == 0
     again = await running.client.post(f"/api/executions/{execution_id}/cancel")
     assert again.status_code == 202 and again.json()["status"] == "cancelled"
+    # A log line is stored once, in execution_logs with its event's seq: the events and the
+    # lines together are numbered without a gap.
     events = await sql(
         running,
-        "SELECT seq, type FROM execution_events WHERE execution_id = :id ORDER BY seq",
+        "SELECT seq, type FROM execution_events WHERE execution_id = :id UNION ALL "
+        "SELECT seq, 'log' FROM execution_logs WHERE execution_id = :id AND seq IS NOT NULL "
+        "ORDER BY seq",
         id=execution_id,
     )
     assert events[-1]["type"] == "cancelled"

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from workflow_engine.domain.status import EventType, StepStatus
 from workflow_engine.engine.checkpoints import Checkpoint
 from workflow_engine.errors import DuplicateKey, LeaseLost, NonRetryableStepError, RefusedValue
-from workflow_engine.events.bus import Event, EventBus
+from workflow_engine.events.bus import Event, EventBus, log_event_data
 from workflow_engine.ids import new_id
 from workflow_engine.storage.writer import ExecutionWriter, StepWrite, WriteOp
 
@@ -146,7 +146,8 @@ class Journal:
             self.execution_id,
             self.token,
             logs=log_rows,
-            events=[event.row() for event in events],
+            # A log line is stored once: its row in execution_logs carries its event's seq.
+            events=[event.row() for event in events[len(log_rows) :]],
             finish=checkpoint.finish,
             starts=list(checkpoint.starts),
         )
@@ -176,16 +177,13 @@ class Journal:
     def _events(
         self, log_rows: list[dict[str, Any]], events: Iterable[tuple[EventType, dict[str, Any]]]
     ) -> list[Event]:
-        """Number the events of one write: its log lines first, then the state changes."""
+        """Number the events of one write: its log lines first (each row gets its event's seq),
+        then the state changes."""
         made = []
         for row in log_rows:
-            data = {
-                "level": row["level"],
-                "message": row["message"],
-                "metadata": row["metadata"],
-                "logId": row["id"],
-            }
-            made.append(self._event(EventType.LOG, data, row["timestamp"]))
+            event = self._event(EventType.LOG, log_event_data(row), row["timestamp"])
+            row["seq"] = event.seq
+            made.append(event)
         for event_type, data in events:
             made.append(self._event(event_type, data, datetime.now(UTC)))
         return made
@@ -214,6 +212,7 @@ class Journal:
             "message": jsonable(message),
             "metadata": jsonable(meta),
             "timestamp": stamp,
+            "seq": None,
         }
 
     async def _publish(self, events: list[Event]) -> None:

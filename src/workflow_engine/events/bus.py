@@ -55,6 +55,17 @@ class Event:
         }
 
 
+def log_event_data(row: Any) -> dict[str, Any]:
+    """The data of the `log` event of an `execution_logs` row (a line is stored once, as that row;
+    its event is sent live and replayed from it)."""
+    return {
+        "level": row["level"],
+        "message": row["message"],
+        "metadata": row["metadata"],
+        "logId": row["id"],
+    }
+
+
 Subscriber = Callable[[Event], Awaitable[None]]
 
 

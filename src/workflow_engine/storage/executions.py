@@ -19,8 +19,9 @@ from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.sql.selectable import Select
 
 from workflow_engine.domain.priority import DEFAULT_PRIORITY
-from workflow_engine.domain.status import ExecutionStatus
+from workflow_engine.domain.status import EventType, ExecutionStatus
 from workflow_engine.errors import NotFound
+from workflow_engine.events.bus import log_event_data
 from workflow_engine.ids import new_id
 from workflow_engine.records import record
 from workflow_engine.storage.db import translated_errors
@@ -536,26 +537,55 @@ async def copy_finished_steps(conn: AsyncConnection, source_id: str, target_id: 
 
 
 async def last_event_seq(conn: AsyncConnection, execution_id: str) -> int:
-    """The highest event seq stored for the execution (0 if none): a redelivery goes on from it."""
-    value = await conn.scalar(
-        select(func.max(execution_events.c.seq)).where(
-            execution_events.c.execution_id == execution_id
+    """The highest event seq stored for the execution (0 if none): a redelivery goes on from it.
+    Its log lines count: each is stored once, in execution_logs, with its event's seq."""
+    row = (
+        await conn.execute(
+            select(
+                select(func.max(execution_events.c.seq))
+                .where(execution_events.c.execution_id == execution_id)
+                .scalar_subquery(),
+                select(func.max(execution_logs.c.seq))
+                .where(execution_logs.c.execution_id == execution_id)
+                .scalar_subquery(),
+            )
         )
-    )
-    return int(value or 0)
+    ).one()
+    return max(int(row[0] or 0), int(row[1] or 0))
 
 
 async def list_events(
     conn: AsyncConnection, execution_id: str, *, after_seq: int = 0, limit: int = 10_000
-) -> list[RowMapping]:
-    """Stored events in seq order: what a late or reconnecting subscriber missed."""
-    query = (
+) -> list[dict[str, Any]]:
+    """Stored events in seq order, as `execution_events` rows: what a late or reconnecting
+    subscriber missed. `log` events are read from their lines in execution_logs (stored once,
+    there, with their seq); the lines written before migration 0015 have their events in
+    execution_events and no seq."""
+    events = await conn.execute(
         select(execution_events)
         .where(execution_events.c.execution_id == execution_id, execution_events.c.seq > after_seq)
         .order_by(execution_events.c.seq)
         .limit(limit)
     )
-    return list((await conn.execute(query)).mappings())
+    lines = await conn.execute(
+        select(execution_logs)
+        .where(execution_logs.c.execution_id == execution_id, execution_logs.c.seq > after_seq)
+        .order_by(execution_logs.c.seq)
+        .limit(limit)
+    )
+    rows = [dict(row) for row in events.mappings()]
+    rows += [
+        {
+            "execution_id": line["execution_id"],
+            "seq": line["seq"],
+            "type": EventType.LOG.value,
+            "data": log_event_data(line),
+            "timestamp": line["timestamp"],
+        }
+        for line in lines.mappings()
+    ]
+    rows.sort(key=lambda row: int(row["seq"]))
+    return rows[:limit]
 
 
 # --- reconciliation ------------------------------------------------------------------------------

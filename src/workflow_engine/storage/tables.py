@@ -261,6 +261,9 @@ execution_logs = Table(
     Column("message", Text, nullable=False),
     Column("metadata", Json),
     Column("timestamp", UTCDateTime, nullable=False),
+    # The seq of the line's `log` event: a line is stored once, here, and replayed among the
+    # events from here (NULL for lines written before 0015 and outside an executor).
+    Column("seq", Integer),
     Index("ix_execution_logs_execution_id_timestamp", "execution_id", "timestamp"),
 )
 
@@ -273,7 +276,8 @@ execution_events = Table(
     Column("data", Json, nullable=False),
     Column("timestamp", UTCDateTime, nullable=False),
 )
-"""Every event sent for an execution, in `seq` order: a subscriber catches up from here."""
+"""Every event sent for an execution but its `log` events, in `seq` order: a subscriber catches up
+from here and `execution_logs` (storage/executions.py `list_events`)."""
 
 
 api_keys = Table(

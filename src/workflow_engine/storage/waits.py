@@ -18,14 +18,15 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.domain.status import EventType, ExecutionStatus, StepStatus
 from workflow_engine.errors import LeaseLost
+from workflow_engine.events.bus import log_event_data
 from workflow_engine.ids import new_id
-from workflow_engine.storage.executions import now
+from workflow_engine.storage.executions import last_event_seq, now
 from workflow_engine.storage.tables import (
     events,
     execution_events,
@@ -367,8 +368,9 @@ async def list_waits(conn: AsyncConnection, execution_id: str) -> list[RowMappin
 
 async def cancel_waiting(conn: AsyncConnection, execution_id: str) -> list[dict[str, Any]]:
     """Cancel a `waiting` execution at once (nobody holds it): its running step rows end
-    `failed`, its waits are removed, a `cancelled` event is stored. Returns the stored event
-    rows (to publish once committed); [] if it was not waiting."""
+    `failed`, its waits are removed, a `cancelled` event is stored (and its log line, once, with
+    its event's seq). Returns the events as `execution_events` rows, the `log` one included (to
+    publish once committed); [] if it was not waiting."""
     stamp = now()
     flipped = (
         await conn.execute(
@@ -412,34 +414,20 @@ async def cancel_waiting(conn: AsyncConnection, execution_id: str) -> list[dict[
     await conn.execute(
         delete(execution_waits).where(execution_waits.c.execution_id == execution_id)
     )
-    seq = int(
-        await conn.scalar(
-            select(func.coalesce(func.max(execution_events.c.seq), 0)).where(
-                execution_events.c.execution_id == execution_id
-            )
-        )
-        or 0
-    )
+    seq = await last_event_seq(conn, execution_id)
     message = f"Execution cancelled after {duration} ms (while waiting)"
-    log_id = new_id()
-    await conn.execute(
-        insert(execution_logs),
-        {
-            "id": log_id,
-            "execution_id": execution_id,
-            "level": "warn",
-            "message": message,
-            "metadata": {"durationMs": duration},
-            "timestamp": stamp,
-        },
-    )
+    line = {
+        "id": new_id(),
+        "execution_id": execution_id,
+        "level": "warn",
+        "message": message,
+        "metadata": {"durationMs": duration},
+        "timestamp": stamp,
+        "seq": seq + 1,
+    }
+    # The line is stored once, with its event's seq (its `log` event is replayed from it).
+    await conn.execute(insert(execution_logs), line)
     made: list[tuple[str, dict[str, Any]]] = [
-        (
-            EventType.LOG.value,
-            {"level": "warn", "message": message, "metadata": {"durationMs": duration}},
-        )
-    ]
-    made += [
         (
             EventType.STEP_FAILED.value,
             {"stepId": step_id, "stepKey": step_key, "error": "Cancelled", "durationMs": 0},
@@ -452,21 +440,25 @@ async def cancel_waiting(conn: AsyncConnection, execution_id: str) -> list[dict[
             {"durationMs": duration, "status": "cancelled", "error": "Cancelled"},
         )
     )
-    rows = []
-    for offset, (kind, data) in enumerate(made, start=1):
-        if kind == EventType.LOG.value:
-            data = {**data, "logId": log_id}
-        rows.append(
-            {
-                "execution_id": execution_id,
-                "seq": seq + offset,
-                "type": kind,
-                "data": data,
-                "timestamp": stamp,
-            }
-        )
+    rows = [
+        {
+            "execution_id": execution_id,
+            "seq": seq + offset,
+            "type": kind,
+            "data": data,
+            "timestamp": stamp,
+        }
+        for offset, (kind, data) in enumerate(made, start=2)
+    ]
     await conn.execute(insert(execution_events), rows)
-    return rows
+    logged = {
+        "execution_id": execution_id,
+        "seq": seq + 1,
+        "type": EventType.LOG.value,
+        "data": log_event_data(line),
+        "timestamp": stamp,
+    }
+    return [logged, *rows]
 
 
 async def delete_expired_events(conn: AsyncConnection, *, limit: int) -> int:

@@ -90,12 +90,12 @@ step_updates AS (
     WHERE t.execution_id = u.execution_id AND t.step_key = u.step_key
 ),
 logs AS (
-    INSERT INTO execution_logs (id, execution_id, level, message, metadata, timestamp)
+    INSERT INTO execution_logs (id, execution_id, level, message, metadata, timestamp, seq)
     SELECT l.id, l.execution_id, l.level, l.message, COALESCE(l.metadata, 'null'::jsonb),
-        l.timestamp
+        l.timestamp, l.seq
     FROM batch, jsonb_to_recordset(batch.b -> 'logs') AS l(
         id text, execution_id text, token int, level text, message text, metadata jsonb,
-        timestamp timestamptz)
+        timestamp timestamptz, seq int)
     JOIN fence ON fence.id = l.execution_id AND fence.fencing_token = l.token
 ),
 events AS (
