@@ -83,7 +83,7 @@ lock: install
 	$(BIN)/uv pip compile pyproject.toml -c requirements.txt -o requirements-runtime.txt \
 	  --python-version 3.11 --quiet --no-annotate
 
-# Benchmark (about 5 min, capped at 13): our engine next to bullmq, Celery and DBOS -> bench/RESULTS.md.
+# Benchmark (about 15 min, capped at 20): our engine next to bullmq, Celery and DBOS -> bench/RESULTS.md.
 # The peers go into bench/.venv-peers. BENCH_ARGS=--quick for a smoke run, --only NAME for one.
 .PHONY: bench
 bench: $(STAMP)

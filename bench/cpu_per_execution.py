@@ -78,7 +78,9 @@ async def main(args: argparse.Namespace) -> None:
             await batch(engine, f"cpu-1-{tag}", 50, args.concurrency)  # warm up
             for _ in range(args.rounds):
                 for steps in (1, 10):
-                    seconds = await batch(engine, f"cpu-{steps}-{tag}", args.count, args.concurrency)
+                    seconds = await batch(
+                        engine, f"cpu-{steps}-{tag}", args.count, args.concurrency
+                    )
                     figures[steps].append(seconds / args.count * 1000)
         finally:
             await engine.stop(grace_s=1)

@@ -45,6 +45,44 @@ def workflow_doc(name: str, steps: int) -> dict[str, Any]:
     }
 
 
+def fan_out_doc(name: str, branches: int) -> dict[str, Any]:
+    """A first step, `branches` no-op branches that all need it (so they run in parallel, up to
+    the workflow's `parallelism`, default 10), and a join that needs them all: `branches + 2`
+    steps (DESIGN.md section 14)."""
+    noop = {"output": {"ok": True}}
+    fan = [
+        {"key": f"b{i}", "type": "transform", "needs": ["start"], "config": noop}
+        for i in range(1, branches + 1)
+    ]
+    return {
+        "name": name,
+        "steps": [
+            {"key": "start", "type": "transform", "config": noop},
+            *fan,
+            {"key": "join", "type": "transform", "needs": [b["key"] for b in fan], "config": noop},
+        ],
+    }
+
+
+def map_doc(name: str, parallelism: int) -> dict[str, Any]:
+    """One `map` step over `input.items`, a no-op `transform` per item, `parallelism` at a time.
+    An execution writes one step row for the map and one per item (`each[3]`)."""
+    return {
+        "name": name,
+        "steps": [
+            {
+                "key": "each",
+                "type": "map",
+                "config": {
+                    "items": "{{ input.items }}",
+                    "parallelism": parallelism,
+                    "step": {"type": "transform", "config": {"output": {"ok": True}}},
+                },
+            }
+        ],
+    }
+
+
 def _ts(value: Any) -> datetime:
     """A timestamp from either backend as an aware UTC datetime (SQLite stores naive text)."""
     if isinstance(value, datetime):
@@ -285,10 +323,17 @@ class Cluster:
     # --- API helpers ---
 
     async def create_workflow(self, name: str, steps: int) -> str:
+        """A workflow of `steps` no-op steps in a line (`workflow_doc`)."""
+        return await self.create_document(workflow_doc(name, steps))
+
+    async def create_document(self, document: dict[str, Any]) -> str:
         assert self.http is not None
-        response = await self.http.post("/api/workflows", json=workflow_doc(name, steps))
+        response = await self.http.post("/api/workflows", json=document)
         if response.status_code != 201:
-            raise BenchError(f"create workflow: {response.status_code} {response.text[:300]}")
+            raise BenchError(
+                f"create workflow {document.get('name')}: {response.status_code} "
+                f"{response.text[:300]}"
+            )
         workflow_id: str = response.json()["id"]
         return workflow_id
 
@@ -346,12 +391,21 @@ async def _trigger_many(
 
 
 async def throughput_run(
-    cluster: Cluster, name: str, steps: int, n: int, *, deadline_s: float, parallel: int = 32
+    cluster: Cluster,
+    name: str,
+    steps: int,
+    n: int,
+    *,
+    deadline_s: float,
+    parallel: int = 32,
+    document: dict[str, Any] | None = None,
 ) -> Run:
     """Trigger `n` executions as fast as the API takes them, wait for all to finish (polling the
-    database), then check each in the database. Rate = completed / (last completed_at - start)."""
+    database), then check each in the database. Rate = completed / (last completed_at - start).
+    The workflow is `steps` no-op steps in a line, or `document` (whose executions must write
+    `steps` step rows each)."""
     assert cluster.probe is not None
-    workflow_id = await cluster.create_workflow(name, steps)
+    workflow_id = await cluster.create_document(document or workflow_doc(name, steps))
     start_wall = time.time()
     stop_at = time.monotonic() + deadline_s
     trigger_task = asyncio.create_task(_trigger_many(cluster, workflow_id, n, parallel, stop_at))
@@ -400,6 +454,63 @@ async def sequential_durations(
     if good != total:
         raise BenchError(f"{name}: {total - good} of {total} executions not completed")
     return [(d - c).total_seconds() * 1000 for c, _s, d in await probe.times(workflow_id) if d]
+
+
+@dataclass
+class MapRun:
+    """One execution of `map_doc` over `items` items."""
+
+    items: int
+    seconds: float  # created_at -> completed_at, both written by the engine
+    completed: bool  # `completed`, with the map's row and every item's row `completed`
+    step_rows_completed: int
+    status: str
+    timed_out: bool = False
+
+    @property
+    def items_per_s(self) -> float:
+        return self.items / self.seconds if self.completed and self.seconds > 0 else 0.0
+
+
+async def map_run(
+    cluster: Cluster, name: str, items: int, *, parallelism: int, deadline_s: float
+) -> MapRun:
+    """One execution whose map step runs a no-op step over `items` items, nothing else running;
+    polled in the database until final or `deadline_s`, then checked there."""
+    assert cluster.probe is not None and cluster.http is not None
+    probe = cluster.probe
+    workflow_id = await cluster.create_document(map_doc(name, parallelism))
+    stop_at = time.monotonic() + deadline_s
+    response = await cluster.http.post(
+        f"/api/workflows/{workflow_id}/execute", json={"input": {"items": list(range(items))}}
+    )
+    if response.status_code != 202:
+        raise BenchError(f"{name}: execute {response.status_code} {response.text[:300]}")
+    timed_out = False
+    while await probe.count_final(workflow_id) < 1:
+        if time.monotonic() > stop_at:
+            timed_out = True
+            break
+        await asyncio.sleep(0.05)
+    _total, good, _bad = await probe.verify(workflow_id, items + 1)
+    rows = await probe.fetch(
+        "SELECT count(*) FROM execution_steps s JOIN executions e ON s.execution_id = e.id"
+        " WHERE e.workflow_id = $1 AND s.status = 'completed'",
+        workflow_id,
+    )
+    (status,) = (
+        await probe.fetch("SELECT status FROM executions WHERE workflow_id = $1", workflow_id)
+    )[0]
+    ((created, _started, done),) = await probe.times(workflow_id)
+    end = done if done is not None else datetime.now(UTC)
+    return MapRun(
+        items=items,
+        seconds=(end - created).total_seconds(),
+        completed=good == 1,
+        step_rows_completed=int(rows[0][0]),
+        status=str(status),
+        timed_out=timed_out,
+    )
 
 
 @dataclass

@@ -191,10 +191,15 @@ class PgDatabase:
 
 
 async def drop_stale_databases() -> list[str]:
-    """Databases left by a bench run that was killed (name prefix wfbench_)."""
+    """Databases left by a bench run that was killed (name prefix wfbench_). One that has a
+    session is in use (another bench script running at the same time on this server) and is
+    left alone."""
     conn = await asyncpg.connect(pg_url(PG_ADMIN_DB), timeout=10)
     try:
-        rows = await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'wfbench\\_%'")
+        rows = await conn.fetch(
+            "SELECT datname FROM pg_database d WHERE datname LIKE 'wfbench\\_%'"
+            " AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datid = d.oid)"
+        )
     finally:
         await conn.close(timeout=10)
     names = [r["datname"] for r in rows]

@@ -392,6 +392,123 @@ def render(results: dict[str, Any], *, command: str) -> str:
     else:
         w("Not measured in this run.\n")
 
+    # 6. graphs: a fan-out
+    w("## 6. Graph: a 10-branch fan-out (executions/s, trigger -> `completed`)\n")
+    graphs = f.get("graphs")
+    if graphs:
+        n, steps = graphs["branches"], graphs["steps"]
+        w(
+            f"A first step, {n} no-op branches that all need it (run in parallel, the workflow's "
+            f"default `parallelism` of 10) and a join that needs them all: {steps} steps per "
+            "execution, measured as section 1's batches (warm-up, then batches of about "
+            "the same length; each execution checked in the database: `completed`, with its "
+            f"{steps} step rows `completed`).\n"
+        )
+        w(
+            "| ours | executions/s | steps/s | steps/s / the 10-step line's (section 1) "
+            "| batch (verified / triggered) |"
+        )
+        w("|---|---|---|---|---|")
+        for label, runs in graphs["runs"].items():
+            fig = rate_figure(runs)
+            steps_fig = Figure([v * steps for v in fig.values])
+            line = rate_figure(tp.get(f"{label}/10", []))
+            versus = (
+                f"{steps_fig.median / (line.median * 10):.2f}x"
+                if steps_fig.ok and line.ok and line.median > 0
+                else "n/a (not measured in this run)"
+            )
+            verified = ", ".join(
+                f"{r['completed']}/{r['requested']}" + (" timed out" if r["timed_out"] else "")
+                for r in runs
+            )
+            w(
+                f"| {OURS_LABELS.get(label, label)} | {cell(fig)} | {cell(steps_fig)} | "
+                f"{versus} | {verified} |"
+            )
+        w("")
+    else:
+        w("Not measured in this run.\n")
+
+    # 7. map
+    mapped = f.get("map")
+    items = mapped["items"] if mapped else 1000
+    w(f"## 7. A map over {items:,} items (one execution, trigger -> `completed`)\n")
+    if mapped:
+        w(
+            f"One execution whose `map` step runs a no-op `transform` over a list of {items:,} "
+            f"items (`parallelism` {mapped['parallelism']}), nothing else running; time = "
+            "`completed_at - created_at`, both written by the engine (after one unmeasured "
+            "map of a tenth the size). Checked in the database: the execution `completed`, with "
+            f"the map's row and its {items:,} item rows (`each[0]`...) `completed`.\n"
+        )
+        w("| ours | seconds | items/s | verified (repeats) |\n|---|---|---|---|")
+        for label, runs in mapped["runs"].items():
+            good = [r for r in runs if r["completed"]]
+            w(
+                f"| {OURS_LABELS.get(label, label)} | "
+                f"{cell(Figure([r['seconds'] for r in good]), 2)} | "
+                f"{cell(Figure([r['items_per_s'] for r in good]), 0)} | "
+                f"{len(good)} of {len(runs)} |"
+            )
+        w("")
+    else:
+        w("Not measured in this run.\n")
+
+    # 8. durable waits
+    waits = f.get("waits")
+    w("## 8. Durable waits: executions parked on events, then resumed\n")
+    if waits:
+        n = waits["waiting"]
+        exact = waits["resumed_once"] == n and not (
+            waits["resumed_twice"] or waits["left_waiting"] or waits["wrong_output"]
+        )
+        w(
+            f"bench/waits.py's measurement (its `measure`), in this run: `serve` and one `workers` "
+            f"process with concurrency 5, PostgreSQL and Redis. {n:,} executions of a `wait` step "
+            f"(one key each) were all `waiting` {waits['park_s']:.0f} s after the first was "
+            "started. Without bench/waits.py's control (a fresh engine where as many executions "
+            "run to the end instead) and without its 1,000 one-hour delays, to keep `make bench` "
+            "shorter: its own run, with both, is the section *Durable waits at scale* below.\n"
+        )
+        batch = f", batches of {waits['batch']:,}" if "batch" in waits else ""
+        w(f"| pace of other work (1-step executions/s{batch}) | |")
+        w("|---|---|")
+        w(f"| before | {fmt(waits['pace_before'])} |")
+        w(f"| just after the {n:,} were started | {fmt(waits['pace_waiting_at_once'])} |")
+        w(f"| with them waiting, {waits['settled']} | {fmt(waits['pace_waiting'])} |")
+        ratio_w = waits["pace_waiting"] / waits["pace_before"] if waits["pace_before"] else 0.0
+        w("")
+        w(
+            f"Other work ran at {ratio_w:.0%} of its pace before, beside {n:,} waiting "
+            "executions. Without the control this mixes what the waits cost with what the "
+            f"database's growth by {n:,} executions costs (and the machine's drift): "
+            "bench/waits.py's control tells them apart.\n"
+        )
+        w("| process | RSS before MiB | waiting | after the resume |\n|---|---|---|---|")
+        for proc in sorted(waits["rss_before"]):
+            w(
+                f"| `{proc}` | {waits['rss_before'][proc] / 1024:.0f} | "
+                f"{waits['rss_waiting'].get(proc, 0) / 1024:.0f} | "
+                f"{waits['rss_after'].get(proc, 0) / 1024:.0f} |"
+            )
+        w("")
+        w(
+            f"Resume: {n:,} `POST /api/events` (32 in flight) resumed and completed them in "
+            f"{waits['resume_s']:.1f} s: **{fmt(waits['resume_rate'], 0)} resumes/s**. Checked in "
+            "the database: "
+            + (
+                "every one resumed exactly once"
+                if exact
+                else "**NOT every one resumed exactly once**"
+            )
+            + f" ({waits['resumed_once']:,} with one `resumed` event, {waits['resumed_twice']} "
+            f"with more, {waits['left_waiting']} left `waiting`, {waits['wrong_output']} whose "
+            "step output is not its event's data).\n"
+        )
+    else:
+        w("Not measured in this run.\n")
+
     # goals
     w("## Goals\n")
     w("| goal | measured | verdict | by how much |\n|---|---|---|---|")

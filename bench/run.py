@@ -1,12 +1,14 @@
 """The benchmark: our engine next to raw bullmq, Celery and DBOS, on this machine, in one run.
 
-    .venv/bin/python bench/run.py            # full run (about 13 min), bench/RESULTS.md
+    .venv/bin/python bench/run.py            # full run (about 15 min), bench/RESULTS.md
     .venv/bin/python bench/run.py --quick    # smoke run, tiny counts, bench/RESULTS-quick.md
     .venv/bin/python bench/run.py --only throughput   # one figure, bench/RESULTS-throughput.md
 
-Figures (--only NAME): throughput (also gives the per-step overhead), overhead, latency, rss, api,
-bullmq, celery, dbos. Every figure is the median of several repeats with its spread (min-max);
-every execution counted is checked in the database (completed, with its step rows). The peers run
+Figures (--only NAME): throughput (also gives the per-step overhead), overhead, graphs (a
+10-branch fan-out), map (a 1,000-item map), latency, rss, api, waits (10,000 executions parked
+on events, then resumed: bench/waits.py's measurement), bullmq, celery, dbos. Every figure but
+`waits` (one run) is the median of several repeats with its spread (min-max); every execution
+counted is checked in the database (completed, with its step rows). The peers run
 with bench/.venv-peers/bin/python (made here from bench/requirements-peers.txt), never from the
 product's venv. A machine-readable copy of the figures goes to results*.json beside RESULTS*.md.
 """
@@ -33,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engine_bench import (
     Cluster,
     dispatch_latency_run,
+    fan_out_doc,
+    map_run,
     seed_rows,
     sequential_durations,
     throughput_run,
@@ -51,13 +55,47 @@ from harness import (
     percentile,
     pg_version,
 )
+from waits import Figures as WaitFigures
+from waits import measure as measure_waits
+from waits import waits_cluster
 
-FIGURES = ("throughput", "overhead", "latency", "bullmq", "celery", "dbos", "api", "rss")
+FIGURES = (
+    "throughput",
+    "overhead",
+    "graphs",
+    "map",
+    "latency",
+    "bullmq",
+    "celery",
+    "dbos",
+    "api",
+    "waits",
+    "rss",
+)
+# The default (full) run, in this order: `rss` last, as its time cap is what is left of the budget.
+DEFAULT_RUN = (
+    "throughput",
+    "graphs",
+    "map",
+    "latency",
+    "bullmq",
+    "celery",
+    "dbos",
+    "api",
+    "waits",
+    "rss",
+)
+GRAPH_CONFIGS = (("embedded-sqlite", 0, False), ("distributed-2w", 2, True))
+FAN_OUT = 10  # branches of the `graphs` workflow: a first step, 10 branches, a join
+MAP_PARALLELISM = 10  # the `map` figure's items at a time (the map's default is 5, its cap 100)
 ENGINE_CONFIGS = (  # label, worker processes (0 = embedded), PostgreSQL
     ("embedded-sqlite", 0, False),
     ("distributed-1w", 1, True),
     ("distributed-2w", 2, True),
 )
+
+
+BUDGET_FULL_S = 20 * 60
 
 
 @dataclass(frozen=True)
@@ -79,6 +117,13 @@ class Profile:
     rss_deadline_s: float
     api_rows: int
     api_gets: int
+    map_items: int  # items of the `map` figure's one execution
+    map_deadline_s: float
+    waits_n: int  # executions parked on a `wait` step (`waits` figure)
+    waits_batch: int  # 1-step executions per pace batch beside them
+    waits_settle_s: float
+    waits_park_limit_s: float
+    waits_resume_limit_s: float
     budget_s: float  # the whole run; a figure that would start past it is skipped
 
 
@@ -100,7 +145,14 @@ FULL = Profile(
     rss_deadline_s=150.0,
     api_rows=1_000_000,
     api_gets=100,
-    budget_s=13 * 60,
+    map_items=1000,
+    map_deadline_s=120.0,
+    waits_n=10_000,
+    waits_batch=1000,
+    waits_settle_s=15.0,
+    waits_park_limit_s=480.0,
+    waits_resume_limit_s=420.0,
+    budget_s=BUDGET_FULL_S,
 )
 QUICK = Profile(
     name="quick",
@@ -120,7 +172,14 @@ QUICK = Profile(
     rss_deadline_s=20.0,
     api_rows=20_000,
     api_gets=10,
-    budget_s=4 * 60,
+    map_items=100,
+    map_deadline_s=30.0,
+    waits_n=200,
+    waits_batch=100,
+    waits_settle_s=1.0,
+    waits_park_limit_s=60.0,
+    waits_resume_limit_s=60.0,
+    budget_s=5 * 60,
 )
 
 
@@ -164,26 +223,9 @@ class Bench:
         try:
             for steps in (1, 10) if tp else ():
                 warm_n = self.p.warmup_1 if steps == 1 else self.p.warmup_10
-                warm = await throughput_run(
-                    cluster, f"warm-{steps}", steps, warm_n, deadline_s=self.p.batch_deadline_s
+                runs = await self._batches(
+                    cluster, f"{label} {steps}-step", f"{steps}", steps, warm_n
                 )
-                n = self._n(warm.rate)
-                runs = []
-                for r in range(self.p.repeats):
-                    run = await throughput_run(
-                        cluster, f"tp-{steps}-{r}", steps, n, deadline_s=self.p.batch_deadline_s
-                    )
-                    self.say(
-                        f"{label} {steps}-step: {run.completed}/{run.requested} completed in "
-                        f"{run.seconds:.2f} s = {run.rate:.1f}/s"
-                        + (" (TIMED OUT)" if run.timed_out else "")
-                    )
-                    if run.not_completed:
-                        self.note(
-                            f"{label} {steps}-step repeat {r}: {run.not_completed} executions "
-                            "not completed (not counted)"
-                        )
-                    runs.append({**asdict(run), "rate": run.rate})
                 self.figures.setdefault("throughput", {})[f"{label}/{steps}"] = runs
             if oh:
                 per_repeat = []
@@ -215,9 +257,165 @@ class Bench:
         finally:
             await cluster.stop()
 
+    async def _batches(
+        self,
+        cluster: Cluster,
+        what: str,
+        tag: str,
+        steps: int,
+        warm_n: int,
+        document: Any = None,
+    ) -> list[dict[str, Any]]:
+        """A warm-up batch, then `repeats` measured batches sized from its rate (`throughput_run`,
+        each execution checked in the database: completed, its `steps` step rows completed).
+        `document(name)` gives the workflow (default: `steps` no-op steps in a line)."""
+        deadline = self.p.batch_deadline_s
+
+        def doc(name: str) -> Any:
+            return document(name) if document else None
+
+        warm = await throughput_run(
+            cluster, f"warm-{tag}", steps, warm_n, deadline_s=deadline, document=doc(f"warm-{tag}")
+        )
+        n = self._n(warm.rate)
+        runs = []
+        for r in range(self.p.repeats):
+            name = f"tp-{tag}-{r}"
+            run = await throughput_run(
+                cluster, name, steps, n, deadline_s=deadline, document=doc(name)
+            )
+            self.say(
+                f"{what}: {run.completed}/{run.requested} completed in "
+                f"{run.seconds:.2f} s = {run.rate:.1f}/s"
+                + (" (TIMED OUT)" if run.timed_out else "")
+            )
+            if run.not_completed:
+                self.note(
+                    f"{what} repeat {r}: {run.not_completed} executions not completed (not counted)"
+                )
+            runs.append({**asdict(run), "rate": run.rate})
+        return runs
+
     async def throughput(self, *, tp: bool = True, oh: bool = True) -> None:
         for label, workers, pg in ENGINE_CONFIGS:
             await self.engine_config(label, workers, pg, tp=tp, oh=oh)
+
+    # --- graphs: a 10-branch fan-out, a 1,000-item map ---
+
+    async def graphs(self) -> None:
+        """Executions/s of a first step, FAN_OUT parallel no-op branches and a join, as the 1- and
+        10-step throughput figures are measured (each execution checked in the database)."""
+        steps = FAN_OUT + 2
+        figure: dict[str, Any] = {"branches": FAN_OUT, "steps": steps, "runs": {}}
+        self.figures["graphs"] = figure
+        for label, workers, pg in GRAPH_CONFIGS:
+            cluster = Cluster(
+                label, workers, self.redis if workers else None, concurrency=self.args.concurrency
+            )
+            self.say(f"{label}: starting")
+            await cluster.start(postgres=pg)
+            try:
+                figure["runs"][label] = await self._batches(
+                    cluster,
+                    f"{label} fan-out {FAN_OUT}",
+                    f"fan{FAN_OUT}",
+                    steps,
+                    self.p.warmup_10,
+                    lambda name: fan_out_doc(name, FAN_OUT),
+                )
+            finally:
+                await cluster.stop()
+
+    async def map(self) -> None:
+        """One execution at a time whose `map` step runs a no-op step over `map_items` items:
+        created_at -> completed_at, `repeats` times after an unmeasured one of a tenth the size."""
+        figure: dict[str, Any] = {
+            "items": self.p.map_items,
+            "parallelism": MAP_PARALLELISM,
+            "runs": {},
+        }
+        self.figures["map"] = figure
+        for label, workers, pg in GRAPH_CONFIGS:
+            cluster = Cluster(
+                label, workers, self.redis if workers else None, concurrency=self.args.concurrency
+            )
+            self.say(f"{label}: starting")
+            await cluster.start(postgres=pg)
+            try:
+                self.say(f"{label}: started")
+                warm = await map_run(
+                    cluster,
+                    "map-warm",
+                    max(10, self.p.map_items // 10),
+                    parallelism=MAP_PARALLELISM,
+                    deadline_s=self.p.map_deadline_s,
+                )
+                self.say(
+                    f"{label} warm-up map of {warm.items}: {warm.status} in {warm.seconds:.2f} s"
+                )
+                runs = figure["runs"][label] = []
+                for r in range(self.p.repeats):
+                    run = await map_run(
+                        cluster,
+                        f"map-{r}",
+                        self.p.map_items,
+                        parallelism=MAP_PARALLELISM,
+                        deadline_s=self.p.map_deadline_s,
+                    )
+                    self.say(
+                        f"{label} map of {run.items}: {run.status} in {run.seconds:.2f} s = "
+                        f"{run.items_per_s:.0f} items/s, {run.step_rows_completed} step rows "
+                        "completed" + (" (TIMED OUT)" if run.timed_out else "")
+                    )
+                    if not run.completed:
+                        self.note(
+                            f"{label} map repeat {r}: not completed with its {run.items + 1} "
+                            f"step rows ({run.status}, {run.step_rows_completed} rows completed;"
+                            " not counted)"
+                        )
+                    runs.append({**asdict(run), "items_per_s": run.items_per_s})
+            finally:
+                await cluster.stop()
+
+    # --- durable waits (bench/waits.py's measure) ---
+
+    async def waits(self) -> None:
+        """bench/waits.py's run without its control and its one-hour delays: `waits_n`
+        executions parked on a `wait` step beside the pace of other work, then resumed by
+        POST /api/events, each checked to resume exactly once."""
+        # Its time limits shrink with what is left of the budget (rss, after it, needs some).
+        left = self.left_s()
+        park_limit = min(self.p.waits_park_limit_s, max(60.0, 0.4 * left))
+        resume_limit = min(self.p.waits_resume_limit_s, max(60.0, 0.3 * left))
+        pace_limit = min(self.p.batch_deadline_s * 2, max(45.0, 0.05 * left))
+        cluster = waits_cluster("distributed", self.redis)
+        figures = WaitFigures("distributed", self.p.waits_n, 0, settle_s=self.p.waits_settle_s)
+        await cluster.start(postgres=True)
+        try:
+            await measure_waits(
+                cluster,
+                figures,
+                batch=self.p.waits_batch,
+                warm=min(200, self.p.waits_batch),
+                park_limit_s=park_limit,
+                resume_limit_s=resume_limit,
+                pace_limit_s=pace_limit,
+                log=lambda line: self.say(f"waits: {line}"),
+            )
+        except TimeoutError as exc:
+            raise BenchError("waits: a step ran past its time limit") from exc
+        finally:
+            await cluster.stop()
+        self.figures["waits"] = {
+            **asdict(figures),
+            "resume_rate": figures.resume_rate,
+            "batch": self.p.waits_batch,
+        }
+        if figures.resumed_once != figures.waiting:
+            self.note(
+                f"waits: {figures.waiting - figures.resumed_once} of {figures.waiting} "
+                "executions did not resume exactly once"
+            )
 
     # --- dispatch latency ---
 
@@ -411,9 +609,7 @@ class Bench:
         if stale:
             self.note(f"dropped databases left by an interrupted bench run: {', '.join(stale)}")
         self.results["machine"] = await machine(self.redis)
-        names = (
-            [only] if only else ["throughput", "latency", "bullmq", "celery", "dbos", "api", "rss"]
-        )
+        names = [only] if only else list(DEFAULT_RUN)
         try:
             for name in names:
                 if self.left_s() < 30:

@@ -18,8 +18,10 @@ alone on SQLite), then:
 5. then, as a control, a fresh engine runs as many executions to completion (none waiting) and
    the same paces are measured: what the growth of the database alone costs.
 
-It prints the figures and writes them to `bench/WAITS.md`, a section that `bench/RESULTS.md`
-includes (spliced in now, and kept by `report.py` when RESULTS.md is written again).
+Steps 1-4 are `measure`, which bench/run.py's `waits` figure (`make bench`) runs too, without the
+delays and the control. This script prints the figures and writes them to `bench/WAITS.md`, a
+section that `bench/RESULTS.md` includes (spliced in now, and kept by `report.py` when RESULTS.md
+is written again).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import asyncio
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,15 +82,6 @@ def say(line: str) -> None:
 
 def rss(cluster: Cluster) -> dict[str, int]:
     return {proc.name: rss_kib(proc.pid) for proc in cluster.procs}
-
-
-async def create(cluster: Cluster, document: dict[str, Any]) -> str:
-    assert cluster.http is not None
-    response = await cluster.http.post("/api/workflows", json=document)
-    if response.status_code != 201:
-        raise BenchError(f"create {document['name']}: {response.status_code} {response.text}")
-    workflow_id: str = response.json()["id"]
-    return workflow_id
 
 
 async def in_lanes(n: int, send: Any) -> None:
@@ -144,100 +138,131 @@ async def settle(cluster: Cluster, seconds: float) -> str:
     (row,) = await cluster.probe.fetch("SHOW autovacuum")
     if row[0] == "on":
         return f"{seconds:.0f} s later"
-    conn = await asyncpg.connect(cluster.database.url)
+    conn = await asyncpg.connect(cluster.database.url, timeout=10)
     try:
-        await conn.execute("VACUUM ANALYZE")
+        await conn.execute("VACUUM ANALYZE", timeout=300)
     finally:
-        await conn.close()
+        await conn.close(timeout=10)
     return f"{seconds:.0f} s later, then VACUUM ANALYZE (autovacuum is off here)"
 
 
-async def pace(cluster: Cluster, name: str, n: int) -> float:
-    run = await throughput_run(cluster, name, 1, n, deadline_s=120)
+async def pace(cluster: Cluster, name: str, n: int, limit_s: float = 120) -> float:
+    run = await throughput_run(cluster, name, 1, n, deadline_s=limit_s)
     if run.completed != n:
         raise BenchError(f"{name}: {run.completed} of {n} completed")
     return run.rate
 
 
+def waits_cluster(mode: str, redis: BenchRedis | None, label: str = "waits") -> Cluster:
+    """The engine as a user runs it: distributed, `serve` and one `workers` process (needs
+    `redis`) on PostgreSQL; embedded, `serve` alone on SQLite; concurrency 5 either way."""
+    distributed = mode == "distributed"
+    return Cluster(
+        f"{label}-{mode}", 1 if distributed else 0, redis if distributed else None, concurrency=5
+    )
+
+
+WAITER_DOC: dict[str, Any] = {
+    "name": "bench-wait",
+    "steps": [
+        {
+            "key": "w",
+            "type": "wait",
+            "config": {"event": EVENT, "key": "{{ input.k }}", "timeoutMs": 86400000},
+        }
+    ],
+}
+SLEEPER_DOC: dict[str, Any] = {
+    "name": "bench-delay",
+    "steps": [{"key": "d", "type": "delay", "config": {"ms": 3600000}}],
+}
+
+
+async def measure(
+    cluster: Cluster,
+    figures: Figures,
+    *,
+    batch: int,
+    warm: int = 200,
+    park_limit_s: float = 600,
+    resume_limit_s: float = 900,
+    pace_limit_s: float = 120,
+    log: Callable[[str], None] = say,
+) -> Figures:
+    """Steps 1-4 of the module's docstring on a started `cluster`, filling `figures` (whose
+    `waiting`, `delays` and `settle_s` say what to do): the pace of `batch` 1-step executions
+    before and while `figures.waiting` executions wait on an event (and `figures.delays` on a
+    one-hour delay), then one event each, the resume rate, and the exactly-once check. Every wait
+    is bounded (`*_limit_s`, BenchError past it). bench/run.py's `waits` figure runs this too."""
+    await pace(cluster, "warm", warm, pace_limit_s)
+    figures.pace_before = await pace(cluster, "pace-before", batch, pace_limit_s)
+    figures.rss_before = rss(cluster)
+    log(f"pace before: {figures.pace_before:.0f}/s, RSS {figures.rss_before} KiB")
+
+    waiter = await cluster.create_document(WAITER_DOC)
+    started = time.monotonic()
+    await asyncio.wait_for(start_many(cluster, waiter, figures.waiting), timeout=park_limit_s)
+    if figures.delays:
+        sleeper = await cluster.create_document(SLEEPER_DOC)
+        left = park_limit_s - (time.monotonic() - started)
+        await asyncio.wait_for(start_many(cluster, sleeper, figures.delays), timeout=left)
+    left = park_limit_s - (time.monotonic() - started)
+    await until(cluster, waiter, "waiting", figures.waiting, limit_s=left)
+    if figures.delays:
+        left = park_limit_s - (time.monotonic() - started)
+        await until(cluster, sleeper, "waiting", figures.delays, limit_s=left)
+    figures.park_s = time.monotonic() - started
+    log(f"{figures.waiting} + {figures.delays} executions waiting after {figures.park_s:.1f} s")
+
+    # Starting 11,000 executions leaves 30,000 dead row versions in `executions` (each row
+    # is updated as it runs): measured at once, and again once they are vacuumed (`settle`).
+    figures.pace_waiting_at_once = await pace(cluster, "pace-at-once", batch, pace_limit_s)
+    figures.settled = await settle(cluster, figures.settle_s)
+    figures.pace_waiting = await pace(cluster, "pace-waiting", batch, pace_limit_s)
+    figures.rss_waiting = rss(cluster)
+    log(
+        f"pace while they wait: {figures.pace_waiting_at_once:.0f}/s at once, "
+        f"{figures.pace_waiting:.0f}/s {figures.settled}, RSS {figures.rss_waiting} KiB"
+    )
+
+    assert cluster.http is not None
+    http = cluster.http
+
+    async def send(i: int) -> None:
+        response = await http.post(
+            "/api/events", json={"name": EVENT, "key": str(i), "data": {"n": i}}
+        )
+        if response.status_code != 202:
+            raise BenchError(f"event: {response.status_code} {response.text[:300]}")
+
+    started = time.monotonic()
+    await asyncio.wait_for(in_lanes(figures.waiting, send), timeout=resume_limit_s)
+    left = resume_limit_s - (time.monotonic() - started)
+    await until(cluster, waiter, "completed", figures.waiting, limit_s=left)
+    figures.resume_s = time.monotonic() - started
+    figures.rss_after = rss(cluster)
+    log(
+        f"{figures.waiting} resumed in {figures.resume_s:.1f} s = {figures.resume_rate:.0f}/s, "
+        f"RSS {figures.rss_after} KiB"
+    )
+    await check(cluster, waiter, figures)
+    log(
+        f"resumed once: {figures.resumed_once}, twice or more: {figures.resumed_twice}, "
+        f"left waiting: {figures.left_waiting}, wrong output: {figures.wrong_output}"
+    )
+    return figures
+
+
 async def run_mode(args: argparse.Namespace) -> Figures:
-    distributed = args.mode == "distributed"
-    redis = BenchRedis(args.redis_db) if distributed else None
+    redis = BenchRedis(args.redis_db) if args.mode == "distributed" else None
     if redis is not None:
         await redis.claim()
-    cluster = Cluster(f"waits-{args.mode}", 1 if distributed else 0, redis, concurrency=5)
+    cluster = waits_cluster(args.mode, redis)
     figures = Figures(args.mode, args.waiting, args.delays, settle_s=args.settle)
-    await cluster.start(postgres=distributed)
+    await cluster.start(postgres=redis is not None)
     try:
         say(f"{args.mode}: started ({', '.join(p.name for p in cluster.procs)})")
-        await pace(cluster, "warm", 200)
-        figures.pace_before = await pace(cluster, "pace-before", args.batch)
-        figures.rss_before = rss(cluster)
-        say(f"pace before: {figures.pace_before:.0f}/s, RSS {figures.rss_before} KiB")
-
-        waiter = await create(
-            cluster,
-            {
-                "name": "bench-wait",
-                "steps": [
-                    {
-                        "key": "w",
-                        "type": "wait",
-                        "config": {"event": EVENT, "key": "{{ input.k }}", "timeoutMs": 86400000},
-                    }
-                ],
-            },
-        )
-        sleeper = await create(
-            cluster,
-            {
-                "name": "bench-delay",
-                "steps": [{"key": "d", "type": "delay", "config": {"ms": 3600000}}],
-            },
-        )
-        started = time.monotonic()
-        await start_many(cluster, waiter, args.waiting)
-        await start_many(cluster, sleeper, args.delays)
-        await until(cluster, waiter, "waiting", args.waiting, limit_s=600)
-        await until(cluster, sleeper, "waiting", args.delays, limit_s=600)
-        figures.park_s = time.monotonic() - started
-        say(f"{args.waiting} + {args.delays} executions waiting after {figures.park_s:.1f} s")
-
-        # Starting 11,000 executions leaves 30,000 dead row versions in `executions` (each row
-        # is updated as it runs): measured at once, and again once they are vacuumed (`settle`).
-        figures.pace_waiting_at_once = await pace(cluster, "pace-at-once", args.batch)
-        figures.settled = await settle(cluster, args.settle)
-        figures.pace_waiting = await pace(cluster, "pace-waiting", args.batch)
-        figures.rss_waiting = rss(cluster)
-        say(
-            f"pace while they wait: {figures.pace_waiting_at_once:.0f}/s at once, "
-            f"{figures.pace_waiting:.0f}/s {figures.settled}, RSS {figures.rss_waiting} KiB"
-        )
-
-        assert cluster.http is not None
-        http = cluster.http
-
-        async def send(i: int) -> None:
-            response = await http.post(
-                "/api/events", json={"name": EVENT, "key": str(i), "data": {"n": i}}
-            )
-            if response.status_code != 202:
-                raise BenchError(f"event: {response.status_code} {response.text[:300]}")
-
-        started = time.monotonic()
-        await in_lanes(args.waiting, send)
-        await until(cluster, waiter, "completed", args.waiting, limit_s=900)
-        figures.resume_s = time.monotonic() - started
-        figures.rss_after = rss(cluster)
-        say(
-            f"{args.waiting} resumed in {figures.resume_s:.1f} s = {figures.resume_rate:.0f}/s, "
-            f"RSS {figures.rss_after} KiB"
-        )
-        await check(cluster, waiter, figures)
-        say(
-            f"resumed once: {figures.resumed_once}, twice or more: {figures.resumed_twice}, "
-            f"left waiting: {figures.left_waiting}, wrong output: {figures.wrong_output}"
-        )
-        return figures
+        return await measure(cluster, figures, batch=args.batch)
     finally:
         await cluster.stop()
 
@@ -245,17 +270,15 @@ async def run_mode(args: argparse.Namespace) -> Figures:
 async def run_control(args: argparse.Namespace) -> tuple[float, float, float]:
     """Before, just after and `--settle` s after as many 1-step executions as the waits were
     started and COMPLETED, on a fresh engine and database: the same steps, no waits."""
-    distributed = args.mode == "distributed"
-    redis = BenchRedis(args.redis_db) if distributed else None
+    redis = BenchRedis(args.redis_db) if args.mode == "distributed" else None
     if redis is not None:
         await redis.claim()
-    cluster = Cluster(f"waits-control-{args.mode}", 1 if distributed else 0, redis, concurrency=5)
-    await cluster.start(postgres=distributed)
+    cluster = waits_cluster(args.mode, redis, "waits-control")
+    await cluster.start(postgres=redis is not None)
     try:
         await pace(cluster, "warm", 200)
         before = await pace(cluster, "pace-before", args.batch)
-        filler = await create(
-            cluster,
+        filler = await cluster.create_document(
             {
                 "name": "bench-filler",
                 "steps": [{"key": "t", "type": "transform", "config": {"output": 1}}],
