@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 from engine_bench import Cluster, throughput_run
 from harness import BenchError, BenchRedis, rss_kib
 
@@ -95,13 +96,34 @@ async def in_lanes(n: int, send: Any) -> None:
     await asyncio.gather(*(lane() for _ in range(min(PARALLEL, n))))
 
 
+async def post(
+    http: httpx.AsyncClient, url: str, body: dict[str, Any], *, key: str | None = None
+) -> httpx.Response:
+    """POST, sent again (up to 3 times) when the connection breaks before an answer: the
+    server may close a kept-alive connection just as the client reuses it. An execute carries
+    an Idempotency-Key, so a request that did arrive starts nothing twice; an event sent twice
+    resumes nothing twice (the second meets no wait and is kept unmatched)."""
+    headers = {"Idempotency-Key": key} if key else None
+    for attempt in range(3):
+        try:
+            return await http.post(url, json=body, headers=headers)
+        except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError):
+            if attempt == 2:
+                raise
+            await asyncio.sleep(0.1)
+    raise AssertionError("unreachable")
+
+
 async def start_many(cluster: Cluster, workflow_id: str, n: int, key_base: int = 0) -> None:
     assert cluster.http is not None
     http = cluster.http
 
     async def send(i: int) -> None:
-        response = await http.post(
-            f"/api/workflows/{workflow_id}/execute", json={"input": {"k": str(key_base + i)}}
+        response = await post(
+            http,
+            f"/api/workflows/{workflow_id}/execute",
+            {"input": {"k": str(key_base + i)}},
+            key=f"bench-wait-{workflow_id}-{key_base + i}",
         )
         if response.status_code != 202:
             raise BenchError(f"execute: {response.status_code} {response.text[:300]}")
@@ -229,9 +251,7 @@ async def measure(
     http = cluster.http
 
     async def send(i: int) -> None:
-        response = await http.post(
-            "/api/events", json={"name": EVENT, "key": str(i), "data": {"n": i}}
-        )
+        response = await post(http, "/api/events", {"name": EVENT, "key": str(i), "data": {"n": i}})
         if response.status_code != 202:
             raise BenchError(f"event: {response.status_code} {response.text[:300]}")
 
