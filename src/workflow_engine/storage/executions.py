@@ -574,18 +574,20 @@ async def list_events(
         .limit(limit)
     )
     rows = [dict(row) for row in events.mappings()]
-    rows += [
-        {
-            "execution_id": line["execution_id"],
-            "seq": line["seq"],
-            "type": EventType.LOG.value,
-            "data": log_event_data(line),
-            "timestamp": line["timestamp"],
-        }
-        for line in lines.mappings()
-    ]
+    rows += [log_event_row(line) for line in lines.mappings()]
     rows.sort(key=lambda row: int(row["seq"]))
     return rows[:limit]
+
+
+def log_event_row(line: Any) -> dict[str, Any]:
+    """The `log` event of an execution_logs row that has a seq, as an `execution_events` row."""
+    return {
+        "execution_id": line["execution_id"],
+        "seq": line["seq"],
+        "type": EventType.LOG.value,
+        "data": log_event_data(line),
+        "timestamp": line["timestamp"],
+    }
 
 
 # --- reconciliation ------------------------------------------------------------------------------

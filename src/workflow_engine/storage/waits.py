@@ -24,9 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.domain.status import EventType, ExecutionStatus, StepStatus
 from workflow_engine.errors import LeaseLost
-from workflow_engine.events.bus import log_event_data
 from workflow_engine.ids import new_id
-from workflow_engine.storage.executions import last_event_seq, now
+from workflow_engine.storage.executions import last_event_seq, log_event_row, now
 from workflow_engine.storage.tables import (
     events,
     execution_events,
@@ -451,14 +450,7 @@ async def cancel_waiting(conn: AsyncConnection, execution_id: str) -> list[dict[
         for offset, (kind, data) in enumerate(made, start=2)
     ]
     await conn.execute(insert(execution_events), rows)
-    logged = {
-        "execution_id": execution_id,
-        "seq": seq + 1,
-        "type": EventType.LOG.value,
-        "data": log_event_data(line),
-        "timestamp": stamp,
-    }
-    return [logged, *rows]
+    return [log_event_row(line), *rows]
 
 
 async def delete_expired_events(conn: AsyncConnection, *, limit: int) -> int:
