@@ -33,7 +33,7 @@ from workflow_engine.errors import (
     RefusedValue,
 )
 from workflow_engine.events.bus import Event, EventBus
-from workflow_engine.queue.base import JobQueue
+from workflow_engine.queue.base import VERSION_KEY, JobQueue
 from workflow_engine.steps.registry import StepRegistry
 from workflow_engine.storage import approvals, audit
 from workflow_engine.storage import executions as ex_store
@@ -286,9 +286,9 @@ class EngineService:
         (1..10): of the executions waiting for a worker, the higher start first."""
         request = _Request(id_or_name, input, trigger_id, triggered_by, priority)
         if not idempotency_key:
-            execution_id = await self._inserts(request)
-            # After the commit, so the dispatcher always finds the row.
-            await self._enqueue(execution_id, priority)
+            execution_id, version_id = await self._inserts(request)
+            # After the commit, so the runner always finds the row.
+            await self._enqueue(execution_id, priority, version_id)
             return Started(execution_id, ExecutionStatus.PENDING.value, created=True)
         async with self.db.write() as conn:
             workflow = await wf_store.get_workflow(conn, id_or_name)
@@ -309,14 +309,14 @@ class EngineService:
                 if existing is None:
                     raise
                 return Started(existing["id"], existing["status"], created=False)
-        # After the commit, so the dispatcher always finds the row.
-        await self._enqueue(execution_id, priority)
+        # After the commit, so the runner always finds the row.
+        await self._enqueue(execution_id, priority, new.workflow_version_id)
         return Started(execution_id, ExecutionStatus.PENDING.value, created=True)
 
-    async def _insert_many(self, requests: list[_Request]) -> list[str | Exception]:
+    async def _insert_many(self, requests: list[_Request]) -> list[tuple[str, str] | Exception]:
         """The executions of several requests: the workflows they name read once each, then
         one INSERT (needing no transaction around it: a workflow archived meanwhile is caught
-        by the dispatcher, as it would be inside one)."""
+        by the claim, as it would be inside one); the ids with their versions."""
         async with self.db.autocommit() as conn:
             workflows: dict[str, Row | NotFound] = {}
             for ref in {request.workflow for request in requests}:
@@ -327,7 +327,10 @@ class EngineService:
             outcomes = [_new_execution(r, workflows[r.workflow]) for r in requests]
             news = [o for o in outcomes if isinstance(o, ex_store.NewExecution)]
             ids = iter(await ex_store.insert_executions(conn, news) if news else [])
-        return [next(ids) if isinstance(o, ex_store.NewExecution) else o for o in outcomes]
+        return [
+            (next(ids), o.workflow_version_id) if isinstance(o, ex_store.NewExecution) else o
+            for o in outcomes
+        ]
 
     async def fire_trigger(
         self,
@@ -496,15 +499,20 @@ class EngineService:
                 execution_id,
                 {"newExecutionId": new_id},
             )
-        await self._enqueue(new_id, new.priority)
+        await self._enqueue(new_id, new.priority, new.workflow_version_id)
         return new_id
 
-    async def _enqueue(self, execution_id: str, priority: int = DEFAULT_PRIORITY) -> None:
-        """Queue the dispatch job of a committed `pending` row. If the queue is unreachable
-        (Redis restarting) the row is still accepted: the reconciler queues it later."""
+    async def _enqueue(
+        self, execution_id: str, priority: int = DEFAULT_PRIORITY, version_id: str | None = None
+    ) -> None:
+        """Queue the dispatch job of a committed `pending` row; with the row's version (and
+        priority) when the caller knows it, so the dispatcher has nothing to read. If the queue
+        is unreachable (Redis restarting) the row is still accepted: the reconciler queues it
+        later."""
+        data = None if version_id is None else {VERSION_KEY: version_id}
         try:
             async with asyncio.timeout(ENQUEUE_TIMEOUT_S):
-                await self.dispatch_queue.add(execution_id, priority=priority)
+                await self.dispatch_queue.add(execution_id, data, priority=priority)
         except Exception as exc:
             log.warning(
                 "execution %s accepted but not queued yet (%s); the reconciler will queue it",

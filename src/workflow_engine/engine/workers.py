@@ -17,18 +17,20 @@ from workflow_engine.engine.executor import Executor
 from workflow_engine.engine.waits import WAKE_KEY
 from workflow_engine.errors import Delay, DuplicateKey, NotFound, StorageUnavailable
 from workflow_engine.ids import worker_id
-from workflow_engine.queue.base import Job, JobQueue
+from workflow_engine.queue.base import VERSION_KEY, Job, JobQueue
 from workflow_engine.storage import executions as ex_store
 from workflow_engine.storage import waits as wait_store
-from workflow_engine.storage.db import Database
+from workflow_engine.storage.db import Connection, Database
 
 log = logging.getLogger(__name__)
-VERSION_KEY = "workflowVersionId"
-"""Execution job data: the execution's workflow version (absent in jobs the reconciler queues)."""
+ARCHIVED_BEFORE_START = "The workflow was archived before this execution started"
 
 
 class Dispatcher:
-    """`workflow-dispatch` handler: the execution must exist, be pending and its workflow live."""
+    """`workflow-dispatch` handler: hands the execution to the execution queue. A job that
+    carries the execution's version goes on as it is (the claim checks the workflow is live);
+    one without (reconciler, resumes, debounces) reads it, and goes on only if the execution is
+    pending and its workflow live."""
 
     def __init__(
         self, db: Database, execution_queue: JobQueue, *, failures: Failures | None = None
@@ -57,6 +59,13 @@ class Dispatcher:
         if isinstance(burst, dict):
             await self._debounced(str(burst.get("trigger")), str(burst.get("key")))
             return
+        version_id = job.data.get(VERSION_KEY)
+        if isinstance(version_id, str):
+            # Queued with its version (and priority) by whoever inserted the row: nothing to
+            # read. The claim is the check: it does not take an execution that has not started
+            # and whose workflow was archived since; the runner fails it (ExecutionRunner).
+            await self.execution_queue.add(job.id, {VERSION_KEY: version_id}, priority=job.priority)
+            return
         state = await self._states(job.id)
         if state is None:
             log.warning("dispatch %s: no such execution; dropped", job.id)
@@ -64,12 +73,11 @@ class Dispatcher:
         if state.status != ex_store.PENDING:
             return
         if state.archived:
-            error = "The workflow was archived before this execution started"
             if self.failures is not None:
-                await self.failures.fail(job.id, state.workflow_version_id, error)
+                await self.failures.fail(job.id, state.workflow_version_id, ARCHIVED_BEFORE_START)
             else:
                 async with self.db.write() as conn:
-                    await ex_store.fail_unclaimable(conn, job.id, error)
+                    await ex_store.fail_unclaimable(conn, job.id, ARCHIVED_BEFORE_START)
             return
         # The version (immutable) rides along so the runner knows its rate limits before claiming.
         await self.execution_queue.add(
@@ -128,8 +136,7 @@ class ExecutionRunner:
             # one UPDATE, without BEGIN/COMMIT.
             claim = await self._claim_shielded(job.id)
             if claim is None:
-                async with self.db.autocommit() as conn:
-                    await ex_store.cancel_unowned(conn, job.id)
+                await self._unclaimed(job.id)
                 return None
             if claim.deliveries > self.max_deliveries:
                 if await self.failures.fail(*self._poison(claim)):
@@ -139,11 +146,8 @@ class ExecutionRunner:
         async with self.db.write() as conn:
             claim = await ex_store.claim(conn, job.id, owner=self.owner, lease_ms=self.lease_ms)
             if claim is None:
-                # Finished, cancelled, unknown, or owned by a live worker. A cancelled one
-                # whose owner died is finished here.
-                await ex_store.cancel_unowned(conn, job.id)
-                return None
-            if claim.deliveries <= self.max_deliveries:
+                gave_up, alert = None, await self._unclaimed_in(conn, job.id)
+            elif claim.deliveries <= self.max_deliveries:
                 if claim.first_start:
                     version = await self.executor.versions.get(claim.workflow_version_id, conn=conn)
                     definition = version.definition
@@ -160,11 +164,32 @@ class ExecutionRunner:
                             # pending and its job comes back later; no attempt is spent.
                             raise Delay(wait_ms, "rate limited")
                 return claim
-            failed, alert = await self.failures.fail_in(conn, *self._poison(claim))
+            else:
+                failed, alert = await self.failures.fail_in(conn, *self._poison(claim))
+                gave_up = claim if failed else None
         await self.failures.alerts.enqueue(alert)
-        if failed:
-            await self._gave_up(claim)
+        if gave_up is not None:
+            await self._gave_up(gave_up)
         return None
+
+    async def _unclaimed(self, execution_id: str) -> None:
+        async with self.db.write() as conn:
+            alert = await self._unclaimed_in(conn, execution_id)
+        await self.failures.alerts.enqueue(alert)
+
+    async def _unclaimed_in(self, conn: Connection, execution_id: str) -> str | None:
+        """The execution was not claimable: finished, cancelled, unknown, owned by a live
+        worker, or not started yet and its workflow archived since it was queued. A cancelled
+        one whose owner died is finished here, an archived one failed (with its failure
+        alerts): the alert to enqueue once the caller commits."""
+        await ex_store.cancel_unowned(conn, execution_id)
+        version_id = await ex_store.archived_before_start(conn, execution_id)
+        if version_id is None:
+            return None
+        _, alert = await self.failures.fail_in(
+            conn, execution_id, version_id, ARCHIVED_BEFORE_START
+        )
+        return alert
 
     async def _claim_shielded(self, execution_id: str) -> ex_store.Claim | None:
         """A claim whose caller is cancelled meanwhile (shutdown) may still be made by its

@@ -11,6 +11,9 @@ from workflow_engine.domain.priority import DEFAULT_PRIORITY
 
 DISPATCH_QUEUE = "workflow-dispatch"
 EXECUTION_QUEUE = "workflow-execution"
+VERSION_KEY = "workflowVersionId"
+"""Dispatch and execution job data: the execution's (immutable) workflow version. Absent from
+the jobs of the reconciler, resumes and debounces: the dispatcher then reads it."""
 
 
 @dataclass(frozen=True)

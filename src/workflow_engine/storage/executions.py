@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, func, select, update
+from sqlalchemy import String, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import ReturningUpdate
@@ -348,7 +348,8 @@ class Claim:
 async def claim(
     conn: AsyncConnection, execution_id: str, *, owner: str, lease_ms: int
 ) -> Claim | None:
-    """Take the execution: `pending`, or `running` with an expired lease. None if not claimable.
+    """Take the execution: `pending`, or `running` with an expired lease. None if not claimable;
+    that includes a never-claimed one whose workflow is archived (see archived_before_start).
 
     Bumping the fencing token makes every write of a previous owner fail.
     """
@@ -367,6 +368,7 @@ def _claim_statement(dialect: str) -> ReturningUpdate[Any]:
             executions.c.cancel_requested_at.is_(None),
             (executions.c.status == PENDING)
             | and_(executions.c.status == RUNNING, executions.c.lease_expires_at < stamp),
+            or_(executions.c.fencing_token > 0, ~_workflow_archived()),
         )
         .values(
             status=RUNNING,
@@ -389,6 +391,29 @@ def _claim_statement(dialect: str) -> ReturningUpdate[Any]:
             executions.c.waiting_since,
         )
     )
+
+
+def _workflow_archived() -> Any:
+    return exists().where(
+        workflows.c.id == executions.c.workflow_id, workflows.c.archived_at.is_not(None)
+    )
+
+
+@cache
+def _archived_before_start_query() -> Select[Any]:
+    return select(executions.c.workflow_version_id).where(
+        executions.c.id == bindparam("id", type_=String()),
+        executions.c.status == PENDING,
+        executions.c.fencing_token == 0,
+        _workflow_archived(),
+    )
+
+
+async def archived_before_start(conn: AsyncConnection, execution_id: str) -> str | None:
+    """The version of a `pending` execution that was never claimed and whose workflow has been
+    archived (the claim leaves it, the runner fails it); None for any other."""
+    found = await conn.scalar(_archived_before_start_query(), {"id": execution_id})
+    return None if found is None else str(found)
 
 
 async def claim_many(
