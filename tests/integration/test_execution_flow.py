@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import json
 
 import pytest
 
@@ -126,3 +128,53 @@ async def test_three_steps_complete_with_rows_and_ordered_logs(
     assert [entry["message"] for entry in body["logs"]] == messages
     stamps = [parse_time(entry["timestamp"]) for entry in body["logs"]]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+
+
+async def test_a_step_output_is_stored_before_the_next_step_starts(
+    db_url: str, start_engine: StartEngine, target: Target
+) -> None:
+    """A transform's start is committed with its end (it has no effect outside the engine: lost
+    in a crash, it only runs again), but its output is still stored before the next step starts:
+    while the http step after it runs, the database shows the transform completed, the http step
+    running, and the execution's start."""
+    running = await start(start_engine, db_url)
+    await running.create_workflow(
+        {
+            "name": "stored-first",
+            "steps": [
+                {"key": "shape", "type": "transform", "config": {"output": {"v": 7}}},
+                {"key": "call", "type": "http", "config": {"url": f"{target.url}/hold/s"}},
+            ],
+        }
+    )
+    execution_id = await running.execute("stored-first")
+    for _ in range(500):
+        if target.hits("hold/s"):
+            break
+        await asyncio.sleep(0.02)
+    assert target.hits("hold/s"), "the http step never called"
+    rows = await sql(
+        running,
+        "SELECT step_key, status, output FROM execution_steps WHERE execution_id = :id",
+        id=execution_id,
+    )
+    by_key = {row["step_key"]: row for row in rows}
+    assert by_key["shape"]["status"] == "completed"
+    output = by_key["shape"]["output"]  # JSON text on SQLite, decoded on PostgreSQL
+    assert (json.loads(output) if isinstance(output, str) else output) == {"v": 7}
+    assert by_key["call"]["status"] == "running"
+    events = await sql(
+        running,
+        "SELECT type FROM execution_events WHERE execution_id = :id ORDER BY seq",
+        id=execution_id,
+    )
+    assert [e["type"] for e in events] == [
+        "started",
+        "step_started",
+        "step_completed",
+        "step_started",
+    ]
+    target.release("s")
+    done = await running.wait(execution_id)
+    assert done["status"] == "completed"
+    assert [s["status"] for s in done["steps"]] == ["completed", "completed"]

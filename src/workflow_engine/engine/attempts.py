@@ -121,7 +121,9 @@ class StepRunner:
                     parsed = step_type.validate_config(config)
                 except ValidationError as exc:
                     raise NonRetryableStepError(validation_message(spec.type, exc)) from exc
-                await at.journal.write(cp.step_started(state, stored_input))
+                await at.journal.start_step(
+                    cp.step_started(state, stored_input), pure=step_type.pure
+                )
                 deadline = _Deadline()
                 ctx = StepContext(
                     execution_id=at.execution_id,

@@ -66,6 +66,17 @@ class Journal:
         self._deferred.append((checkpoint, op, events))
         _apply([checkpoint])
 
+    async def start_step(self, checkpoint: Checkpoint, *, pure: bool) -> None:
+        """A step's start, before it runs: written now, or deferred for a pure step (steps/base.py
+        `pure`: lost in a crash, it is only run again) while what is deferred ends no step, so
+        that it is committed with the step's end, one commit instead of two. A step that ended
+        is stored before the next one starts (DESIGN.md section 5), so a start with an end
+        deferred before it is written at once."""
+        if pure and not any(_ends_step(entry[0]) for entry in self._deferred):
+            self.defer(checkpoint)
+        else:
+            await self.write(checkpoint)
+
     async def flush(self) -> None:
         """Write what is deferred, if anything."""
         if self._deferred:
@@ -266,3 +277,7 @@ def jsonable(value: Any) -> Any:
     if hasattr(value, "model_dump"):
         return value.model_dump(mode="json")
     return str(value)
+
+
+def _ends_step(checkpoint: Checkpoint) -> bool:
+    return any(status is not StepStatus.RUNNING for _state, status in checkpoint.applies)

@@ -125,6 +125,10 @@ class StepType(ABC):
     masked_fields: ClassVar[frozenset[str]] = frozenset()
     """Top-level config fields stored masked whatever they hold (an llm step's `apiKey`, even
     written out in the workflow rather than read from a secret)."""
+    pure: ClassVar[bool] = False
+    """Its run has no effect outside this process and gives the same output from the same
+    config: run again after a crash, nothing is done twice. Its start need not be durable
+    before it runs (engine/journal.py `start_step`)."""
 
     def validate_config(self, config: dict[str, Any]) -> StepConfig:
         """Validate a rendered config; raises pydantic.ValidationError."""

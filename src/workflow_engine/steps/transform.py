@@ -16,6 +16,7 @@ class TransformStep(StepType):
 
     name = "transform"
     config_model = TransformConfig
+    pure = True
 
     async def run(self, config: TransformConfig, ctx: StepContext) -> Any:
         return config.output
