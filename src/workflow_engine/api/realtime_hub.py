@@ -164,10 +164,16 @@ class RealtimeHub:
             rooms = [steps_room(room) for room in rooms]
         elif event.type not in EXECUTION_EVENT_TYPES:
             return
-        payload = event.payload()
-        # A client following this execution gets it once, from its ordered stream.
-        await self.sio.emit(event.type, payload, room=rooms, skip_sid=list(subs))
+        # Only rooms with members here (the server's manager is in-process): an event nobody in
+        # this process listens to is neither encoded nor sent.
+        live = [room for room in rooms if self._has_members(room)]
         batched = [batch_room(room) for room in rooms if self._has_members(batch_room(room))]
+        if not live and not batched:
+            return
+        payload = event.payload()
+        if live:
+            # A client following this execution gets it once, from its ordered stream.
+            await self.sio.emit(event.type, payload, room=live, skip_sid=list(subs))
         for room in batched:
             self._batches.setdefault(room, []).append({"event": event.type, **payload})
         if batched and (self._batcher is None or self._batcher.done()):
