@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from tests.conftest import StartEngine
 from workflow_engine.domain.definition import WorkflowDefinition
+from workflow_engine.domain.status import ExecutionStatus
 from workflow_engine.errors import DuplicateKey, LeaseLost
 from workflow_engine.ids import new_id
 from workflow_engine.storage import executions as ex_store
 from workflow_engine.storage import workflows as wf_store
 from workflow_engine.storage.tables import executions
-from workflow_engine.storage.writer import ExecutionWriter, StepWrite, WriteOp
+from workflow_engine.storage.writer import ExecutionWriter, Finish, StepWrite, WriteOp
 
 DOC = {"name": "w", "steps": [{"key": "a", "type": "transform", "config": {"output": 1}}]}
 
@@ -143,3 +144,79 @@ async def test_a_checkpoint_soon_after_a_renewal_leaves_the_lease_alone(
     await asyncio.sleep(0.3)
     await writer.submit(WriteOp(execution_id, 1))
     assert await lease() > renewed
+
+
+async def test_what_the_writer_stores_reads_back_as_written(
+    db_url: str, start_engine: StartEngine
+) -> None:
+    """Datetimes to the microsecond and in UTC, JSON values and JSON null, the cancel request the
+    fence returns, and the final status, in the same stored form as the rest of the engine
+    writes (each database has a flush of its own: writer_pg.py, writer_sqlite.py)."""
+    running = await start_engine(db_url, execution_concurrency=1)
+    engine = running.engine
+    execution_id, step_id = await _running_execution(running, token=1)
+    cancel_at = datetime(2026, 3, 4, 5, 6, 7, 89, tzinfo=UTC)
+    async with engine.db.write() as conn:
+        await conn.execute(
+            update(executions)
+            .where(executions.c.id == execution_id)
+            .values(cancel_requested_at=cancel_at)
+        )
+    async with engine.db.read() as conn:
+        # Written by SQLAlchemy (_running_execution): the writer's copy must equal it in SQL.
+        started = (await ex_store.get_execution(conn, execution_id))["started_at"]
+    step = _step_row(step_id, "completed")
+    step.values.update(started_at=started, output={"k": [1, 2.5, None, "é"]}, input=None)
+    logged = datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC)  # no microseconds
+    log_row = {
+        "id": new_id(),
+        "execution_id": execution_id,
+        "level": "info",
+        "message": "hello",
+        "metadata": None,
+        "timestamp": logged,
+        "seq": 1,
+    }
+    ended = datetime(2026, 1, 2, 3, 4, 7, 5, tzinfo=UTC)
+    op = WriteOp(
+        execution_id,
+        1,
+        steps=[step],
+        logs=[log_row],
+        finish=Finish(ExecutionStatus.COMPLETED, None, None, ended, 2000, 3),
+    )
+    assert await ExecutionWriter(engine.db, lease_ms=30_000).submit(op) == cancel_at
+    async with engine.db.read() as conn:
+        [stored] = await ex_store.list_steps(conn, execution_id)
+        [line] = await ex_store.list_logs(conn, execution_id)
+        row = await ex_store.get_execution(conn, execution_id)
+        nulls = (
+            await conn.execute(
+                text(
+                    "SELECT s.input IS NULL, e.output IS NULL, l.metadata IS NULL, "
+                    "s.started_at = e.started_at "
+                    "FROM execution_steps s JOIN executions e ON e.id = s.execution_id "
+                    "JOIN execution_logs l ON l.execution_id = e.id WHERE e.id = :id"
+                ),
+                {"id": execution_id},
+            )
+        ).one()
+        order = await conn.scalar(
+            text(
+                "SELECT count(*) FROM execution_logs l JOIN executions e "
+                "ON e.id = l.execution_id WHERE e.id = :id AND l.timestamp < e.completed_at "
+                "AND e.created_at > l.timestamp"
+            ),
+            {"id": execution_id},
+        )
+    assert stored["started_at"] == started and stored["output"] == {"k": [1, 2.5, None, "é"]}
+    assert stored["input"] is None and line["metadata"] is None
+    assert line["timestamp"] == logged and line["seq"] == 1
+    # None is stored as JSON null, not SQL NULL; the same instant is stored the same way.
+    assert tuple(nulls) == (False, False, False, True)
+    assert row["status"] == "completed" and row["completed_at"] == ended
+    assert row["duration_ms"] == 2000 and row["retry_count"] == 3 and row["output"] is None
+    assert row["lease_expires_at"] is None and row["lease_owner"] is None
+    # Stored datetimes compare in SQL as the datetimes they are, whichever code wrote them
+    # (created_at was written by SQLAlchemy, today; the log line by the writer, in January).
+    assert order == 1

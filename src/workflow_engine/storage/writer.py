@@ -17,24 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, tuple_, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.dml import ReturningUpdate, Update
 
 from workflow_engine.domain.status import ExecutionStatus
 from workflow_engine.errors import LeaseLost
 from workflow_engine.records import record
-from workflow_engine.storage import writer_pg
+from workflow_engine.storage import writer_pg, writer_sqlite
 from workflow_engine.storage.db import Database
 from workflow_engine.storage.tables import (
-    UTCDateTime,
     execution_events,
     execution_logs,
     execution_steps,
@@ -153,17 +148,23 @@ class ExecutionWriter:
         caller still owns the execution)."""
         if self.db.dialect == "postgresql":
             return await self._flush_postgresql(batch)
+        pairs = list({(op.execution_id, op.token) for op in batch})
         async with self.db.write() as conn:
-            owned = await self._fence(conn, batch)
+            owned = await writer_sqlite.fence(conn, pairs, **self._lease_params())
             mine = [op for op in batch if (op.execution_id, op.token) in owned]
             await _write_steps(conn, mine)
-            logs = [row for op in mine for row in op.logs]
-            if logs:
-                await conn.execute(execution_logs.insert(), logs)
-            events = [row for op in mine for row in op.events]
-            if events:
-                await conn.execute(execution_events.insert(), events)
-            await _finish(conn, [op for op in mine if op.finish is not None])
+            await writer_sqlite.insert(conn, execution_logs, [r for op in mine for r in op.logs])
+            await writer_sqlite.insert(
+                conn, execution_events, [r for op in mine for r in op.events]
+            )
+            await writer_sqlite.finish(
+                conn,
+                [
+                    (op.execution_id, op.token, op.finish.columns())
+                    for op in mine
+                    if op.finish is not None
+                ],
+            )
             starts = [row for op in mine for row in op.starts]
             if starts:
                 await conn.execute(
@@ -225,13 +226,6 @@ class ExecutionWriter:
             "renew_before": now + timedelta(milliseconds=self.lease_ms * 5 / 6),
         }
 
-    async def _fence(
-        self, conn: AsyncConnection, batch: list[WriteOp]
-    ) -> dict[tuple[str, int], datetime | None]:
-        pairs = list({(op.execution_id, op.token) for op in batch})
-        rows = await conn.execute(_fence_statement(), {"pairs": pairs, **self._lease_params()})
-        return {(row[0], int(row[1])): row[2] for row in rows}
-
 
 def _fail(op: WriteOp, exc: Exception) -> None:
     if op.done is not None and not op.done.done():
@@ -254,98 +248,22 @@ def _merged_steps(ops: list[WriteOp]) -> dict[tuple[str, int, str], StepWrite]:
 
 
 async def _write_steps(conn: AsyncConnection, ops: list[WriteOp]) -> None:
+    """The step rows of the batch on SQLite (writer_sqlite.py)."""
     merged = _merged_steps(ops)
-    inserts = [
-        {"execution_id": execution_id, "step_key": step.step_key, **step.values}
-        for (execution_id, _token, _key), step in merged.items()
-        if step.insert
-    ]
-    if inserts:
-        await conn.execute(execution_steps.insert(), inserts)
-    # executemany needs one column set per statement: group the updates by theirs.
-    updates: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-    for (execution_id, _token, _key), step in merged.items():
-        if step.insert:
-            continue
-        params = {f"v_{k}": v for k, v in step.values.items()}
-        updates[tuple(sorted(step.values))].append(
-            {"b_execution_id": execution_id, "b_step_key": step.step_key, **params}
-        )
-    for columns, rows in updates.items():
-        await conn.execute(_step_update_statement(columns), rows)
-
-
-async def _finish(conn: AsyncConnection, ops: list[WriteOp]) -> None:
-    rows = []
-    for op in ops:
-        assert op.finish is not None
-        values = {f"v_{column}": value for column, value in op.finish.columns().items()}
-        rows.append({"b_id": op.execution_id, "b_token": op.token, **values})
-    if rows:
-        await conn.execute(_finish_statement(), rows)
-
-
-# Statements built once (building one costs more than running it on SQLite).
-
-
-@cache
-def _fence_statement() -> ReturningUpdate[Any]:
-    """Renew the leases of the batch's executions whose token still matches (see
-    `_lease_params`); returns those with their `cancel_requested_at`."""
-    lease = executions.c.lease_expires_at
-    renew_before = bindparam("renew_before", type_=UTCDateTime())
-    return (
-        update(executions)
-        .where(
-            tuple_(executions.c.id, executions.c.fencing_token).in_(
-                bindparam("pairs", expanding=True)
-            ),
-            executions.c.status == ExecutionStatus.RUNNING.value,
-        )
-        .values(
-            lease_expires_at=case(
-                (
-                    lease.is_(None) | (lease < renew_before),
-                    bindparam("lease_until", type_=UTCDateTime()),
-                ),
-                else_=lease,
-            ),
-            updated_at=bindparam("now", type_=UTCDateTime()),
-        )
-        .returning(executions.c.id, executions.c.fencing_token, executions.c.cancel_requested_at)
+    await writer_sqlite.insert(
+        conn,
+        execution_steps,
+        [
+            {"execution_id": execution_id, "step_key": step.step_key, **step.values}
+            for (execution_id, _token, _key), step in merged.items()
+            if step.insert
+        ],
     )
-
-
-@cache
-def _step_update_statement(columns: tuple[str, ...]) -> Update:
-    return (
-        update(execution_steps)
-        .where(
-            and_(
-                execution_steps.c.execution_id == bindparam("b_execution_id"),
-                execution_steps.c.step_key == bindparam("b_step_key"),
-            )
-        )
-        .values({column: bindparam(f"v_{column}") for column in columns})
-    )
-
-
-@cache
-def _finish_statement() -> Update:
-    return (
-        update(executions)
-        .where(
-            executions.c.id == bindparam("b_id"),
-            executions.c.fencing_token == bindparam("b_token"),
-        )
-        .values(
-            status=bindparam("v_status"),
-            output=bindparam("v_output"),
-            error=bindparam("v_error"),
-            completed_at=bindparam("v_completed_at"),
-            duration_ms=bindparam("v_duration_ms"),
-            retry_count=executions.c.retry_count + bindparam("v_retries"),
-            lease_owner=None,
-            lease_expires_at=None,
-        )
+    await writer_sqlite.update_steps(
+        conn,
+        [
+            (execution_id, step.step_key, step.values)
+            for (execution_id, _token, _key), step in merged.items()
+            if not step.insert
+        ],
     )
