@@ -148,6 +148,22 @@ async def test_wait_step_resumed_by_an_event(
     assert len(target.hits("count/order")) == 1
 
 
+async def test_a_waiting_execution_goes_on_after_its_workflow_is_archived(
+    db_url: str, start_engine: StartEngine, target: Target
+) -> None:
+    """Archiving stops the executions that have not started; one that started and waits since
+    is resumed by its event and runs to its end, as a running one does."""
+    running = await start(start_engine, db_url, **FAST)
+    workflow = await running.create_workflow(order_workflow("kept", target, timeoutMs=60_000))
+    execution_id = await running.execute("kept", {"orderId": 7})
+    await running.wait(execution_id, until=waiting)
+    assert (await running.client.delete(f"/api/workflows/{workflow['id']}")).status_code == 200
+    assert (await post_event(running, "order.paid", "7", {"ok": True}))["matched"] == 1
+    body = await running.wait(execution_id, timeout=10)
+    assert body["status"] == "completed", body
+    assert body["output"] == {"ok": True}
+
+
 async def test_event_posted_before_the_wait_is_matched_when_it_registers(
     db_url: str, start_engine: StartEngine, target: Target
 ) -> None:

@@ -141,7 +141,8 @@ async def get_execution(conn: AsyncConnection, execution_id: str) -> RowMapping:
 class DispatchState:
     status: str
     archived: bool
-    """Whether the execution's workflow is archived."""
+    """Whether the execution has never been claimed and its workflow is archived (one that
+    started, and waited since, goes on: see `archived_before_start`)."""
     workflow_version_id: str
     priority: int = DEFAULT_PRIORITY
 
@@ -153,7 +154,7 @@ def _dispatch_states_query(dialect: str) -> Select[Any]:
         select(
             executions.c.id,
             executions.c.status,
-            workflows.c.archived_at.is_not(None),
+            and_(workflows.c.archived_at.is_not(None), executions.c.fencing_token == 0),
             executions.c.workflow_version_id,
             executions.c.priority,
         )
