@@ -4,15 +4,21 @@ lines stored before migration 0015 (whose `log` events sit in `execution_events`
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 
 from tests.conftest import StartEngine
 from tests.support.flows import sql, start
+from workflow_engine.domain.definition import WorkflowDefinition
+from workflow_engine.ids import new_id
+from workflow_engine.storage import executions as ex_store
+from workflow_engine.storage import workflows as wf_store
 from workflow_engine.storage.executions import last_event_seq, list_events
-from workflow_engine.storage.tables import execution_events, execution_logs
+from workflow_engine.storage.tables import execution_events, execution_logs, executions
+from workflow_engine.storage.writer import ExecutionWriter, WriteOp
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -103,3 +109,63 @@ async def test_lines_stored_before_the_change_replay_once(
     assert [row["seq"] for row in after] == list(range(1, next_seq + 1))
     assert after[:-1] == before
     assert after[-1]["type"] == "log" and after[-1]["data"]["logId"] == "old-line"
+
+
+async def test_a_catch_up_never_sees_half_a_write(db_url: str, start_engine: StartEngine) -> None:
+    """A write stores log lines and events together; a catch-up read racing it sees all of it
+    or none (one snapshot of both tables), never a gap a subscriber would skip for good."""
+    running = await start(start_engine, db_url, execution_concurrency=1)
+    engine = running.engine
+    workflow_id = await engine.service.create_workflow(WorkflowDefinition.model_validate(TWO_STEPS))
+    async with engine.db.write() as conn:
+        workflow = await wf_store.get_workflow(conn, workflow_id)
+        execution_id = await ex_store.insert_execution(
+            conn, ex_store.NewExecution(workflow_id, workflow["active_version_id"], {})
+        )
+        await conn.execute(
+            update(executions)
+            .where(executions.c.id == execution_id)
+            .values(status="running", fencing_token=1, started_at=datetime.now(UTC))
+        )
+    writer = ExecutionWriter(engine.db, lease_ms=30_000)
+    writes = 150
+    done = asyncio.Event()
+
+    async def write() -> None:
+        for n in range(writes):
+            stamp = datetime.now(UTC)
+            line = {
+                "id": new_id(),
+                "execution_id": execution_id,
+                "level": "info",
+                "message": f"line {n}",
+                "metadata": None,
+                "timestamp": stamp,
+                "seq": 2 * n + 1,
+            }
+            event = {
+                "execution_id": execution_id,
+                "seq": 2 * n + 2,
+                "type": "step_started",
+                "data": {"n": n},
+                "timestamp": stamp,
+            }
+            await writer.submit(WriteOp(execution_id, 1, logs=[line], events=[event]))
+        done.set()
+
+    reads = 0
+
+    async def read() -> None:
+        nonlocal reads
+        while not done.is_set():
+            async with engine.db.read() as conn:
+                seqs = [row["seq"] for row in await list_events(conn, execution_id)]
+            assert seqs == list(range(1, len(seqs) + 1)), seqs
+            assert len(seqs) % 2 == 0, f"half a write: {seqs[-3:]}"
+            reads += 1
+            await asyncio.sleep(0)
+
+    await asyncio.gather(write(), read(), read())
+    assert reads > 0
+    async with engine.db.read() as conn:
+        assert len(await list_events(conn, execution_id)) == 2 * writes

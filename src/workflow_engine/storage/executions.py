@@ -12,7 +12,22 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import (
+    Integer,
+    String,
+    Text,
+    and_,
+    bindparam,
+    exists,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    type_coerce,
+    union_all,
+    update,
+)
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import ReturningUpdate
@@ -28,6 +43,7 @@ from workflow_engine.storage.db import translated_errors
 from workflow_engine.storage.filters import one_of
 from workflow_engine.storage.pagination import Cursor, keyset_before
 from workflow_engine.storage.tables import (
+    Json,
     UTCDateTime,
     execution_events,
     execution_logs,
@@ -580,6 +596,36 @@ async def last_event_seq(conn: AsyncConnection, execution_id: str) -> int:
     return max(int(row[0] or 0), int(row[1] or 0))
 
 
+@cache
+def _event_history_query() -> Select[Any]:
+    # Both tables in ONE statement, so one snapshot: two reads could see a write that commits
+    # between them in one table only, and a subscriber would skip the events it missed.
+    execution_id = bindparam("execution_id", type_=String())
+    after = bindparam("after", type_=Integer())
+    events = select(
+        execution_events.c.seq,
+        execution_events.c.type,
+        execution_events.c.data,
+        execution_events.c.timestamp,
+        type_coerce(null(), String()).label("id"),
+        type_coerce(null(), String()).label("level"),
+        type_coerce(null(), Text()).label("message"),
+        type_coerce(null(), Json).label("metadata"),
+    ).where(execution_events.c.execution_id == execution_id, execution_events.c.seq > after)
+    lines = select(
+        execution_logs.c.seq,
+        literal(EventType.LOG.value, String()),
+        null(),
+        execution_logs.c.timestamp,
+        execution_logs.c.id,
+        execution_logs.c.level,
+        execution_logs.c.message,
+        execution_logs.c.metadata,
+    ).where(execution_logs.c.execution_id == execution_id, execution_logs.c.seq > after)
+    history = union_all(events, lines).subquery()
+    return select(history).order_by(history.c.seq).limit(bindparam("limit", type_=Integer()))
+
+
 async def list_events(
     conn: AsyncConnection, execution_id: str, *, after_seq: int = 0, limit: int = 10_000
 ) -> list[dict[str, Any]]:
@@ -587,22 +633,25 @@ async def list_events(
     subscriber missed. `log` events are read from their lines in execution_logs (stored once,
     there, with their seq); the lines written before migration 0015 have their events in
     execution_events and no seq."""
-    events = await conn.execute(
-        select(execution_events)
-        .where(execution_events.c.execution_id == execution_id, execution_events.c.seq > after_seq)
-        .order_by(execution_events.c.seq)
-        .limit(limit)
+    rows = await conn.execute(
+        _event_history_query(),
+        {"execution_id": execution_id, "after": after_seq, "limit": limit},
     )
-    lines = await conn.execute(
-        select(execution_logs)
-        .where(execution_logs.c.execution_id == execution_id, execution_logs.c.seq > after_seq)
-        .order_by(execution_logs.c.seq)
-        .limit(limit)
-    )
-    rows = [dict(row) for row in events.mappings()]
-    rows += [log_event_row(line) for line in lines.mappings()]
-    rows.sort(key=lambda row: int(row["seq"]))
-    return rows[:limit]
+    found = []
+    for row in rows.mappings():
+        if row["id"] is not None:  # a log line
+            found.append(log_event_row({**row, "execution_id": execution_id}))
+        else:
+            found.append(
+                {
+                    "execution_id": execution_id,
+                    "seq": row["seq"],
+                    "type": row["type"],
+                    "data": row["data"],
+                    "timestamp": row["timestamp"],
+                }
+            )
+    return found
 
 
 def log_event_row(line: Any) -> dict[str, Any]:
