@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import Running, StartEngine
 from tests.support.flows import parse_time, start
 from tests.support.target import Target
+from workflow_engine.storage.executions import list_events
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -55,6 +56,37 @@ async def test_fan_out_runs_branches_at_once_and_joins_once(
     assert len(join_starts) == 1
     # The output is the last step's (in list order) that completed: the join's.
     assert body["output"] == {"n": 10}
+
+
+async def test_branches_started_together_share_their_start_live_and_stored(
+    db_url: str, start_engine: StartEngine
+) -> None:
+    """The engine starts the ready branches at one instant: their rows say so, and each
+    `step_started` event (what a live page draws a bar from) carries that same time, so the
+    live view and a reload agree."""
+    running = await start(start_engine, db_url)
+    branches = [f"b{n}" for n in range(4)]
+    body = await run(
+        running,
+        {
+            "name": "together",
+            "steps": [
+                *({"key": k, "type": "delay", "needs": [], "config": {"ms": 50}} for k in branches),
+                {"key": "join", "type": "transform", "needs": branches, "config": {"output": 1}},
+            ],
+        },
+    )
+    assert body["status"] == "completed", body
+    steps = by_key(body)
+    starts = {parse_time(steps[k]["startedAt"]) for k in branches}
+    assert len(starts) == 1, starts
+    async with running.engine.db.read() as conn:
+        history = await list_events(conn, body["id"])
+    stamped = {
+        row["data"]["stepKey"]: row["timestamp"] for row in history if row["type"] == "step_started"
+    }
+    assert {stamped[k] for k in branches} == starts
+    assert stamped["join"] == parse_time(steps["join"]["startedAt"])
 
 
 async def test_parallelism_bounds_running_steps(db_url: str, start_engine: StartEngine) -> None:

@@ -81,6 +81,8 @@ class Checkpoint:
     """Step states to move to their new status once the checkpoint is made."""
     starts: tuple[Fields, ...] = ()
     """New executions' rows inserted with the checkpoint (a failure alert: engine/alerts.py)."""
+    at: datetime | None = None
+    """When its events happened (None: when it is written)."""
 
 
 def now() -> datetime:
@@ -141,6 +143,9 @@ def step_started(state: StepState, stored_input: Any) -> Checkpoint:
             ),
         ),
         events=((EventType.STEP_STARTED, fields),),
+        # A first start's event is stamped with the row's start, so a live view shows what a
+        # reload does (and branches started together, together).
+        at=state.started_at if attempt == 1 else None,
     )
 
 

@@ -324,6 +324,10 @@ class Executor:
             while True:
                 room = definition.parallelism - len(branches)
                 ready = [] if halt.is_set else self._ready(run, room, halt)
+                started = cp.now()
+                for _step, state in ready:
+                    # Steps started together start at one instant (kept by a retry, a resume).
+                    state.started_at = state.started_at or started
                 if not branches and len(ready) == 1:
                     # A step alone (as in every step list without `needs`): run it here, no
                     # task and no scheduling turn in between.

@@ -152,7 +152,7 @@ class Journal:
         log_rows = [
             self._log_row(line.level, line.message, line.metadata) for line in checkpoint.logs
         ]
-        events = self._events(log_rows, checkpoint.events)
+        events = self._events(log_rows, checkpoint.events, checkpoint.at)
         op = WriteOp(
             self.execution_id,
             self.token,
@@ -186,17 +186,20 @@ class Journal:
         return op, events
 
     def _events(
-        self, log_rows: list[dict[str, Any]], events: Iterable[tuple[EventType, dict[str, Any]]]
+        self,
+        log_rows: list[dict[str, Any]],
+        events: Iterable[tuple[EventType, dict[str, Any]]],
+        at: datetime | None = None,
     ) -> list[Event]:
         """Number the events of one write: its log lines first (each row gets its event's seq),
-        then the state changes."""
+        then the state changes (stamped `at`, or now)."""
         made = []
         for row in log_rows:
             event = self._event(EventType.LOG, log_event_data(row), row["timestamp"])
             row["seq"] = event.seq
             made.append(event)
         for event_type, data in events:
-            made.append(self._event(event_type, data, datetime.now(UTC)))
+            made.append(self._event(event_type, data, at or datetime.now(UTC)))
         return made
 
     def _event(self, event_type: EventType, data: dict[str, Any], stamp: datetime) -> Event:
