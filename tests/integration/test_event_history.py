@@ -8,16 +8,13 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import insert, update
+from sqlalchemy import insert
 
 from tests.conftest import StartEngine
-from tests.support.flows import sql, start
-from workflow_engine.domain.definition import WorkflowDefinition
+from tests.support.flows import insert_execution, sql, start
 from workflow_engine.ids import new_id
-from workflow_engine.storage import executions as ex_store
-from workflow_engine.storage import workflows as wf_store
 from workflow_engine.storage.executions import last_event_seq, list_events
-from workflow_engine.storage.tables import execution_events, execution_logs, executions
+from workflow_engine.storage.tables import execution_events, execution_logs
 from workflow_engine.storage.writer import ExecutionWriter, WriteOp
 
 pytestmark = pytest.mark.timeout(60)
@@ -116,17 +113,7 @@ async def test_a_catch_up_never_sees_half_a_write(db_url: str, start_engine: Sta
     or none (one snapshot of both tables), never a gap a subscriber would skip for good."""
     running = await start(start_engine, db_url, execution_concurrency=1)
     engine = running.engine
-    workflow_id = await engine.service.create_workflow(WorkflowDefinition.model_validate(TWO_STEPS))
-    async with engine.db.write() as conn:
-        workflow = await wf_store.get_workflow(conn, workflow_id)
-        execution_id = await ex_store.insert_execution(
-            conn, ex_store.NewExecution(workflow_id, workflow["active_version_id"], {})
-        )
-        await conn.execute(
-            update(executions)
-            .where(executions.c.id == execution_id)
-            .values(status="running", fencing_token=1, started_at=datetime.now(UTC))
-        )
+    execution_id, _ = await insert_execution(running, TWO_STEPS, running_token=1)
     writer = ExecutionWriter(engine.db, lease_ms=30_000)
     writes = 150
     done = asyncio.Event()

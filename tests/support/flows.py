@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from sqlalchemy import text
+from sqlalchemy import text, update
 
 from tests.conftest import Running, StartEngine
+from workflow_engine.domain.definition import WorkflowDefinition
+from workflow_engine.storage import executions as ex_store
+from workflow_engine.storage import workflows as wf_store
+from workflow_engine.storage.tables import executions
 
 TABLES = (
     "workflows",
@@ -79,3 +83,24 @@ async def eventually(
 def parse_time(value: str) -> datetime:
     """An ISO timestamp from the API (`...Z`)."""
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+async def insert_execution(
+    running: Running, document: dict[str, Any], *, running_token: int | None = None
+) -> tuple[str, str]:
+    """A new workflow of `document` and one execution of it inserted directly (no queue job):
+    `pending`, or `running` under `running_token`. Its id, and its version's id."""
+    engine = running.engine
+    workflow_id = await engine.service.create_workflow(WorkflowDefinition.model_validate(document))
+    async with engine.db.write() as conn:
+        version_id = (await wf_store.get_workflow(conn, workflow_id))["active_version_id"]
+        execution_id = await ex_store.insert_execution(
+            conn, ex_store.NewExecution(workflow_id, version_id, {})
+        )
+        if running_token is not None:
+            await conn.execute(
+                update(executions)
+                .where(executions.c.id == execution_id)
+                .values(status="running", fencing_token=running_token, started_at=datetime.now(UTC))
+            )
+    return execution_id, version_id
