@@ -22,7 +22,6 @@ from sqlalchemy import (
     func,
     literal,
     null,
-    or_,
     select,
     type_coerce,
     union_all,
@@ -166,17 +165,13 @@ class DispatchState:
 @cache
 def _dispatch_states_query(dialect: str) -> Select[Any]:
     # Built once per dialect: building a statement costs more than running it here.
-    return (
-        select(
-            executions.c.id,
-            executions.c.status,
-            and_(workflows.c.archived_at.is_not(None), executions.c.fencing_token == 0),
-            executions.c.workflow_version_id,
-            executions.c.priority,
-        )
-        .join(workflows, workflows.c.id == executions.c.workflow_id)
-        .where(one_of(executions.c.id, "ids", dialect))
-    )
+    return select(
+        executions.c.id,
+        executions.c.status,
+        _archived_before_start(),
+        executions.c.workflow_version_id,
+        executions.c.priority,
+    ).where(one_of(executions.c.id, "ids", dialect))
 
 
 async def dispatch_states(conn: AsyncConnection, ids: list[str]) -> dict[str, DispatchState]:
@@ -385,7 +380,7 @@ def _claim_statement(dialect: str) -> ReturningUpdate[Any]:
             executions.c.cancel_requested_at.is_(None),
             (executions.c.status == PENDING)
             | and_(executions.c.status == RUNNING, executions.c.lease_expires_at < stamp),
-            or_(executions.c.fencing_token > 0, ~_workflow_archived()),
+            ~_archived_before_start(),
         )
         .values(
             status=RUNNING,
@@ -410,9 +405,14 @@ def _claim_statement(dialect: str) -> ReturningUpdate[Any]:
     )
 
 
-def _workflow_archived() -> Any:
-    return exists().where(
-        workflows.c.id == executions.c.workflow_id, workflows.c.archived_at.is_not(None)
+def _archived_before_start() -> Any:
+    """Never claimed, and its workflow archived: the claim leaves such an execution, the
+    dispatcher's read and the runner fail it; one that started goes on to its end."""
+    return and_(
+        executions.c.fencing_token == 0,
+        exists().where(
+            workflows.c.id == executions.c.workflow_id, workflows.c.archived_at.is_not(None)
+        ),
     )
 
 
@@ -421,8 +421,7 @@ def _archived_before_start_query() -> Select[Any]:
     return select(executions.c.workflow_version_id).where(
         executions.c.id == bindparam("id", type_=String()),
         executions.c.status == PENDING,
-        executions.c.fencing_token == 0,
-        _workflow_archived(),
+        _archived_before_start(),
     )
 
 
